@@ -1,0 +1,112 @@
+"""The error taxonomy every adapter (direct or ccxt) maps exchange failures to.
+
+The one question a two-leg executor must answer after a failed call is *did the order
+execute?* The classes answer it:
+
+==================  ==============  =====================================================
+class               executed?       typical causes
+==================  ==============  =====================================================
+Rejected            no              bad parameter, filter, reduce-only, unknown order
+InsufficientFunds   no              Upbit ``insufficient_funds_*``, Binance -2018/-2019
+RateLimited         no              HTTP 429/418 (``retry_after`` seconds)
+AuthError           no              bad key/signature/permissions, -1022, -2015, 401
+Unavailable         no              connection refused / DNS: nothing was written
+OutcomeUnknown      **maybe**       timeout, reset after the request was written, 5xx,
+                                    Binance 503 "Unknown error", -1006, -1007
+==================  ==============  =====================================================
+
+``OutcomeUnknown`` is never a failure: the caller looks the order up by ``client_id``
+before doing anything else. ``infrastructure`` tells a circuit breaker whether the
+failure says something about the exchange's health (business rejections do not).
+Messages never contain credentials.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AdapterError",
+    "AuthError",
+    "ExchangeError",
+    "InsufficientFunds",
+    "OutcomeUnknown",
+    "RateLimited",
+    "Rejected",
+    "Unavailable",
+]
+
+
+class AdapterError(Exception):
+    """Base class of every adapter error."""
+
+    executed: str = "no"  # "no" | "unknown"
+    infrastructure: bool = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        exchange: str = "",
+        code: int | str | None = None,
+        status: int | None = None,
+        client_id: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.exchange = exchange
+        self.code = code
+        self.status = status
+        self.client_id = client_id
+
+    def __str__(self) -> str:
+        parts = [self.exchange] if self.exchange else []
+        if self.status is not None:
+            parts.append(f"HTTP {self.status}")
+        if self.code is not None:
+            parts.append(f"code={self.code}")
+        prefix = f"[{' '.join(parts)}] " if parts else ""
+        return f"{prefix}{self.message}"
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({self.message!r}, exchange={self.exchange!r}, "
+            f"code={self.code!r}, status={self.status!r}, client_id={self.client_id!r})"
+        )
+
+
+ExchangeError = AdapterError  # friendlier alias
+
+
+class Rejected(AdapterError):
+    """The exchange refused the request: definitely not executed. ``code`` is its code/name."""
+
+
+class InsufficientFunds(Rejected):
+    """Balance or margin too low: definitely not executed."""
+
+
+class AuthError(AdapterError):
+    """Credentials, signature, nonce, IP allow-list or permission problem."""
+
+
+class RateLimited(AdapterError):
+    """HTTP 429 (slow down) or 418 (banned). ``retry_after`` is in seconds."""
+
+    infrastructure = True
+
+    def __init__(self, message: str, *, retry_after: float = 1.0, banned: bool = False, **kw) -> None:
+        super().__init__(message, **kw)
+        self.retry_after = retry_after
+        self.banned = banned
+
+
+class Unavailable(AdapterError):
+    """The request was never written (connection refused, DNS, breaker): not executed."""
+
+    infrastructure = True
+
+
+class OutcomeUnknown(AdapterError):
+    """The request may or may not have executed: look it up by ``client_id``."""
+
+    executed = "unknown"
+    infrastructure = True

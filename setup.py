@@ -1,0 +1,85 @@
+"""Build script: compiles the hot-path twins in ``kimp_fast/_speedups`` with Cython.
+
+* ``KIMP_FAST_NO_EXTENSIONS=1`` (also true/yes/on): pure-Python build, no Cython, no compiler.
+* ``KIMP_FAST_REQUIRE_EXTENSIONS=1``: a failed compile is an error (CI), not a fallback.
+* ``KIMP_FAST_CYTHON_TRACE=1``: line tracing for profiling/coverage of the compiled code.
+
+Without a working compiler a normal build warns loudly and installs the pure twins, which
+behave identically (only slower); ``kimp_fast.USE_EXTENSIONS`` then reports False.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import sys
+
+from setuptools import setup
+from setuptools.command.build_ext import build_ext
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+
+
+def _flag(name: str) -> bool:
+    # Same parser as kimp_fast/_env.py (a test checks that the copies agree).
+    return os.environ.get(name, "").strip().lower() in _TRUE
+
+
+NO_EXTENSIONS = _flag("KIMP_FAST_NO_EXTENSIONS") or sys.implementation.name != "cpython"
+REQUIRE_EXTENSIONS = _flag("KIMP_FAST_REQUIRE_EXTENSIONS")
+CYTHON_TRACE = _flag("KIMP_FAST_CYTHON_TRACE")
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _extensions():
+    from Cython.Build import cythonize  # lazy: a pure build never needs Cython
+    from setuptools import Extension
+
+    macros = [("CYTHON_TRACE", "1"), ("CYTHON_TRACE_NOGIL", "1")] if CYTHON_TRACE else []
+    cflags = ["-O2"] if os.name != "nt" else []
+    exts = []
+    for pyx in sorted(glob.glob(os.path.join("kimp_fast", "_speedups", "*_c.pyx"))):
+        mod = pyx[:-4].replace(os.sep, ".")
+        exts.append(Extension(mod, [pyx], define_macros=macros, extra_compile_args=cflags))
+    directives = {
+        "language_level": "3",
+        "embedsignature": True,
+        "emit_code_comments": True,
+    }
+    if CYTHON_TRACE:
+        directives.update(linetrace=True, profile=True)
+    return cythonize(exts, compiler_directives=directives, quiet=True)
+
+
+class OptionalBuildExt(build_ext):
+    """Fall back to the pure twins when compiling fails, unless extensions are required."""
+
+    def run(self):
+        try:
+            super().run()
+        except Exception as exc:  # compiler missing, headers missing, ...
+            self._fallback(exc)
+
+    def build_extension(self, ext):
+        try:
+            super().build_extension(ext)
+        except Exception as exc:
+            self._fallback(exc)
+
+    def _fallback(self, exc):
+        if REQUIRE_EXTENSIONS:
+            raise
+        banner = "*" * 72
+        print(
+            f"{banner}\n* WARNING: compiling the kimp_fast hot path failed: {exc!r}\n"
+            f"* Installing the pure-Python twins instead (identical behaviour, slower).\n{banner}",
+            file=sys.stderr,
+        )
+
+
+if NO_EXTENSIONS:
+    print("*" * 30 + " kimp-fast: pure-Python build " + "*" * 30)
+    setup()
+else:
+    print("*" * 30 + " kimp-fast: accelerated build " + "*" * 30)
+    setup(ext_modules=_extensions(), cmdclass={"build_ext": OptionalBuildExt})
