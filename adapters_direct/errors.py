@@ -6,7 +6,8 @@ execute?* The classes answer it:
 ==================  ==============  =====================================================
 class               executed?       typical causes
 ==================  ==============  =====================================================
-Rejected            no              bad parameter, filter, reduce-only, unknown order
+Rejected            no              bad parameter, filter, reduce-only, duplicate id
+OrderNotFound       no              (a Rejected) look-up/cancel of an unknown client id
 InsufficientFunds   no              Upbit ``insufficient_funds_*``, Binance -2018/-2019
 RateLimited         no              HTTP 429/418 (``retry_after`` seconds)
 AuthError           no              bad key/signature/permissions, -1022, -2015, 401
@@ -28,6 +29,7 @@ __all__ = [
     "AuthError",
     "ExchangeError",
     "InsufficientFunds",
+    "OrderNotFound",
     "OutcomeUnknown",
     "RateLimited",
     "Rejected",
@@ -82,6 +84,15 @@ class Rejected(AdapterError):
 
 class InsufficientFunds(Rejected):
     """Balance or margin too low: definitely not executed."""
+
+
+class OrderNotFound(Rejected):
+    """A look-up or cancel found no order with that id (Upbit 404, Binance -2013/-2011).
+
+    Right after a placement an exchange may briefly not know an order it accepted, so
+    one "not found" is evidence, not proof: callers repeat the look-up before they
+    conclude the order is absent.
+    """
 
 
 class AuthError(AdapterError):
