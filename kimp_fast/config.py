@@ -341,14 +341,9 @@ def _coins() -> Checker:
 def _fx_source() -> Checker:
     def check(v: Any, key: str) -> str:
         s = v.strip() if isinstance(v, str) else v
-        ok = isinstance(s, str) and (
-            re.fullmatch(r"upbit:KRW-[A-Z0-9]{1,16}", s) is not None
-            or (re.fullmatch(r"fixed:\d+(\.\d+)?", s) is not None and Decimal(s[6:]) > 0)
-        )
-        if not ok:
+        if not isinstance(s, str) or re.fullmatch(r"upbit:KRW-[A-Z0-9]{1,16}", s) is None:
             raise ConfigError(
-                "expected \"upbit:KRW-USDT\" (an Upbit KRW market's price) or \"fixed:<KRW per USDT>\" "
-                f"(a constant, for paper runs), got {_show(v)}",
+                f"expected \"upbit:KRW-<ASSET>\" (an Upbit KRW market's price), got {_show(v)}",
                 key=key,
             )
         return s
@@ -560,12 +555,12 @@ class ExecutionConfig(_Section):
 
     @property
     def fx_venue(self) -> str:
-        """``"upbit"`` or ``"fixed"``."""
+        """Where the USDT/KRW rate comes from (``"upbit"``)."""
         return self.fx_source.split(":", 1)[0]
 
     @property
     def fx_symbol(self) -> str:
-        """The market (``"KRW-USDT"``) or, for ``fixed``, the rate as a string."""
+        """The market quoted for the rate (``"KRW-USDT"``)."""
         return self.fx_source.split(":", 1)[1]
 
 

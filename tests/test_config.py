@@ -162,7 +162,7 @@ def test_load_full_file_with_strings_floats_and_ints(tmp_path):
         coins = ["btc", "ETH"]
         max_slippage_bps = 12.5
         max_order_krw = "2000000"
-        fx_source = "fixed:1450.5"
+        fx_source = "upbit:KRW-USDC"
         [journal]
         path = "data/j.sqlite"
         synchronous = "full"
@@ -182,7 +182,7 @@ def test_load_full_file_with_strings_floats_and_ints(tmp_path):
     assert cfg.execution.coins == ("BTC", "ETH")
     assert cfg.execution.max_slippage_bps == Decimal("12.5")
     assert cfg.execution.max_order_krw == Decimal("2000000")
-    assert (cfg.execution.fx_venue, cfg.execution.fx_symbol) == ("fixed", "1450.5")
+    assert (cfg.execution.fx_venue, cfg.execution.fx_symbol) == ("upbit", "KRW-USDC")
     assert cfg.journal.path == str(tmp_path / "data" / "j.sqlite")
     assert cfg.journal.synchronous == "FULL"
     assert cfg.performance.compiled == "off"
@@ -278,8 +278,8 @@ def test_unknown_section_and_top_level_key():
         ({"execution": {"coins": ["BTC", "btc"]}}, "execution.coins", "listed twice"),
         ({"execution": {"coins": ["BTC", "KRW-ETH"]}}, "execution.coins[1]", "ticker"),
         ({"execution": {"upbit_buy_mode": "market"}}, "execution.upbit_buy_mode", "limit_ioc"),
-        ({"execution": {"fx_source": "binance:USDTKRW"}}, "execution.fx_source", "upbit:KRW-USDT"),
-        ({"execution": {"fx_source": "fixed:0"}}, "execution.fx_source", "fixed:<KRW per USDT>"),
+        ({"execution": {"fx_source": "binance:USDTKRW"}}, "execution.fx_source", "upbit:KRW-<ASSET>"),
+        ({"execution": {"fx_source": "upbit:USDT"}}, "execution.fx_source", "upbit:KRW-<ASSET>"),
         ({"execution": {"max_order_krw": 0}}, "execution.max_order_krw", "> 0"),
         ({"execution": {"max_slippage_bps": "2000"}}, "execution.max_slippage_bps", "[0, 1000]"),
         ({"risk": {"margin_ratio_warning": "0.9"}}, "risk.margin_ratio_warning", "below margin_ratio_critical"),
