@@ -45,6 +45,7 @@ else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
 __all__ = [
+    "SECTIONS",
     "BinanceConfig",
     "CapitalConfig",
     "CircuitConfig",
