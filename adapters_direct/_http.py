@@ -1,0 +1,385 @@
+"""Shared transport of the direct adapters: one keep-alive session, rate limiting, and
+the mapping of transport failures onto the error taxonomy.
+
+The one rule that shapes this module: a failure is ``Unavailable`` only when we *know*
+nothing reached the exchange (the connection could not be opened, the local rate limiter
+refused, the adapter is closed). Anything that may have happened after the first byte was
+written — a read timeout, a reset, a truncated or garbled body — is ``OutcomeUnknown``,
+because for an order that is the honest answer: look it up by client id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any
+
+import aiohttp
+import msgspec
+from yarl import URL
+
+from .errors import OutcomeUnknown, RateLimited, Unavailable
+
+__all__ = [
+    "CLIENT_THROTTLE",
+    "CONNECTION_LOST",
+    "TIMEOUT",
+    "AdapterOptions",
+    "Response",
+    "Transport",
+    "parse_retry_after",
+    "periodic",
+]
+
+_VERSION = "0.1.0"
+
+#: ``code`` of a ``RateLimited`` raised by our own limiter (nothing was sent)
+CLIENT_THROTTLE = "client_throttle"
+#: ``code`` of an ``OutcomeUnknown`` after a read timeout (the server may still be working)
+TIMEOUT = "timeout"
+#: ``code`` of an ``OutcomeUnknown`` after the connection died mid-request; idempotent
+#: reads retry this once (a pooled keep-alive connection the server had just closed)
+CONNECTION_LOST = "connection_lost"
+# aiohttp warns when asked to clean up closed TLS transports on Pythons that fixed the leak
+# (3.12.8+, 3.13.1+); ask only where it is still needed.
+_NEEDS_CLEANUP_CLOSED = sys.version_info < (3, 12, 8) or (3, 13, 0) <= sys.version_info < (3, 13, 1)
+
+
+class AdapterOptions(msgspec.Struct, kw_only=True, frozen=True):
+    """Tunables of a direct adapter (the ``**options`` of ``ExchangeFactory.create``).
+
+    Every field has a production-sensible default; unknown names raise ``TypeError``.
+    """
+
+    #: whole request, connect to last byte (seconds)
+    timeout_s: float = 10.0
+    #: TCP/TLS connect, including the wait for a free pooled connection
+    connect_timeout_s: float = 3.0
+    #: keep-alive connections per host (orders of both legs plus reads run concurrently)
+    limit_per_host: int = 16
+    #: close pooled connections idle this long (below the exchanges' own idle timeouts,
+    #: so we rarely write into a connection the server is closing)
+    keepalive_s: float = 30.0
+    #: DNS answers are cached this long
+    dns_ttl_s: int = 300
+    #: the local limiter may delay a request at most this long; beyond it the call raises
+    #: ``RateLimited`` without sending anything
+    max_rate_wait_s: float = 2.0
+    #: reload exchange rules (and Upbit fees / Binance commission) this often; 0 = never
+    rules_refresh_s: float = 900.0
+    #: every ``keepwarm_s`` send ``prewarm_connections`` concurrent cheap requests so the
+    #: pooled connections never idle out (Binance: ``GET /fapi/v1/time``, which also
+    #: re-syncs the clock offset; Upbit: ``GET /v1/market/all``); 0 = never (Binance then
+    #: syncs its clock only in ``open()`` and on -1021)
+    keepwarm_s: float = 20.0
+    #: Binance ``recvWindow`` in ms (the exchange recommends <= 5000)
+    recv_window_ms: int = 5000
+    #: pooled connections opened by ``open()`` (and kept warm by the periodic tasks), so
+    #: concurrent calls never pay a TCP/TLS handshake
+    prewarm_connections: int = 2
+    #: symbols whose rules (and fees) are loaded in ``open()``; others load on first use
+    symbols: tuple[str, ...] = ()
+    #: Upbit: how long ``place_order``/``cancel_order`` poll for a final state of an
+    #: IOC/FOK/market order or a cancel before returning what they have
+    final_state_timeout_s: float = 1.0
+    #: Upbit JWT algorithm: "HS256" or "HS512"
+    jwt_alg: str = "HS256"
+    #: share of each bucket kept for ``reserved=True`` (hedge repair / unwind); None = limiter default
+    reserved_share: float | None = None
+    #: honour HTTP(S)_PROXY environment variables
+    trust_env: bool = False
+    user_agent: str = f"kimp-fast/{_VERSION}"
+
+    def __post_init__(self) -> None:
+        for name in ("timeout_s", "connect_timeout_s", "keepalive_s", "final_state_timeout_s"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+                raise ValueError(f"{name}: expected a positive number of seconds, got {v!r}")
+        for name in ("max_rate_wait_s", "rules_refresh_s", "keepwarm_s"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+                raise ValueError(f"{name}: expected a number of seconds >= 0, got {v!r}")
+        if not (isinstance(self.limit_per_host, int) and self.limit_per_host > 0):
+            raise ValueError(f"limit_per_host: expected a positive integer, got {self.limit_per_host!r}")
+        if not (isinstance(self.prewarm_connections, int) and 0 <= self.prewarm_connections <= self.limit_per_host):
+            raise ValueError(f"prewarm_connections: expected 0..limit_per_host, got {self.prewarm_connections!r}")
+        if not (isinstance(self.recv_window_ms, int) and 0 < self.recv_window_ms <= 60000):
+            raise ValueError(f"recv_window_ms: expected 1..60000, got {self.recv_window_ms!r}")
+        if self.jwt_alg not in ("HS256", "HS512"):
+            raise ValueError(f"jwt_alg: expected 'HS256' or 'HS512', got {self.jwt_alg!r}")
+
+    @classmethod
+    def from_kwargs(cls, options: Mapping[str, Any]) -> "AdapterOptions":
+        known = set(cls.__struct_fields__)
+        unknown = sorted(set(options) - known - {"rate_limiter"})
+        if unknown:
+            raise TypeError(f"unknown adapter option(s): {', '.join(unknown)}; known: {sorted(known)}")
+        kw = {k: v for k, v in options.items() if k != "rate_limiter"}
+        if "symbols" in kw:
+            syms = kw["symbols"]
+            kw["symbols"] = (syms,) if isinstance(syms, str) else tuple(syms)
+        return cls(**kw)
+
+
+class Response:
+    """A completed HTTP exchange: status, headers and the raw body bytes."""
+
+    __slots__ = ("status", "headers", "body")
+
+    def __init__(self, status: int, headers: Mapping[str, str], body: bytes) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+
+def parse_retry_after(headers: Mapping[str, str]) -> float | None:
+    """``Retry-After`` in seconds (delta form only), or None when absent/unparseable."""
+    raw = headers.get("Retry-After")
+    if raw is None:
+        return None
+    try:
+        v = float(raw)
+    except ValueError:
+        return None
+    return v if math.isfinite(v) and v >= 0 else None
+
+
+def periodic(
+    interval_s: float,
+    fn: Callable[[], Awaitable[None]],
+    *,
+    name: str,
+    log: logging.Logger,
+) -> asyncio.Task[None]:
+    """Run ``fn`` every ``interval_s`` on the running loop until cancelled.
+
+    A failing run is logged and the loop carries on: stale rules or a stale clock
+    offset are better than a dead refresher.
+    """
+
+    async def _loop() -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await fn()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - logged, retried next period
+                log.warning("%s failed: %s", name, exc)
+
+    return asyncio.get_running_loop().create_task(_loop(), name=name)
+
+
+class Transport:
+    """One exchange's HTTP session, throttle and failure classification.
+
+    Parameters
+    ----------
+    exchange
+        "upbit" or "binance" (used in errors and for the limiter's preset).
+    base_url
+        Scheme and host, no trailing slash: ``https://api.upbit.com``.
+    options
+        The adapter's :class:`AdapterOptions`.
+    limiter
+        A ``kimp_fast.ratelimit.RateLimiter`` (shared between adapters if the caller
+        passes the same one).
+    """
+
+    def __init__(self, exchange: str, base_url: str, options: AdapterOptions, limiter: Any) -> None:
+        self.exchange = exchange
+        self.base_url = base_url.rstrip("/")
+        self.options = options
+        self.limiter = limiter
+        self._session: aiohttp.ClientSession | None = None
+        self._sleep = asyncio.sleep
+        self._locks: dict[tuple[str, bool], asyncio.Lock] = {}
+
+    @property
+    def is_open(self) -> bool:
+        return self._session is not None and not self._session.closed
+
+    async def open(self) -> None:
+        if self.is_open:
+            return
+        o = self.options
+        connector = aiohttp.TCPConnector(
+            limit=max(o.limit_per_host * 2, 32),
+            limit_per_host=o.limit_per_host,
+            ttl_dns_cache=o.dns_ttl_s,
+            use_dns_cache=True,
+            keepalive_timeout=o.keepalive_s,
+            enable_cleanup_closed=_NEEDS_CLEANUP_CLOSED,
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(
+                total=o.timeout_s,
+                connect=o.connect_timeout_s,
+                sock_read=o.timeout_s,
+            ),
+            # Never an ``Origin`` header: Upbit throttles such requests to 1 per 10 s.
+            headers={"User-Agent": o.user_agent, "Accept": "application/json"},
+            raise_for_status=False,
+            auto_decompress=True,  # exchangeInfo is large and comes gzip'ed
+            trust_env=o.trust_env,
+        )
+
+    async def close(self) -> None:
+        session, self._session = self._session, None
+        if session is not None and not session.closed:
+            await session.close()
+
+    # -- rate limiting --------------------------------------------------------------------
+    async def throttle(self, group: str, weight: int = 1, *, reserved: bool = False) -> None:
+        """Wait for the limiter's permission to send one request of ``group``.
+
+        Waiters of one (group, lane) queue first-come first-served, so a burst drains in
+        order instead of racing at every window boundary; the reserved lane has its own
+        queue and never waits behind normal traffic. ``RateLimited`` (nothing sent) when
+        the wait would exceed ``max_rate_wait_s``, e.g. during a 429/418 block.
+        """
+        limiter = self.limiter
+        lock = self._locks.get((group, reserved))
+        if lock is None:
+            lock = self._locks[(group, reserved)] = asyncio.Lock()
+        if not lock.locked():
+            delay = limiter.acquire(group, weight, reserved=reserved)
+            if delay <= 0:
+                return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.options.max_rate_wait_s
+        try:
+            await _wait_lock(lock, self.options.max_rate_wait_s)
+        except asyncio.TimeoutError:
+            raise self._throttled(group, deadline - loop.time()) from None
+        try:
+            while True:
+                delay = limiter.acquire(group, weight, reserved=reserved)
+                if delay <= 0:
+                    return
+                if loop.time() + delay > deadline:
+                    raise self._throttled(group, delay)
+                await self._sleep(delay)
+        finally:
+            lock.release()
+
+    def _throttled(self, group: str, delay: float) -> RateLimited:
+        return RateLimited(
+            f"local rate limit for group {group!r}: no slot within "
+            f"{self.options.max_rate_wait_s:.3f}s; nothing was sent",
+            exchange=self.exchange,
+            code=CLIENT_THROTTLE,
+            retry_after=max(delay, 0.0),
+        )
+
+    def rate_limited(self, resp: Response, code: int | str | None, message: str) -> RateLimited:
+        """Feed a 429/418 into the limiter and build the error to raise."""
+        retry_after = parse_retry_after(resp.headers)
+        delay = self.limiter.on_rate_limited(resp.status, retry_after)
+        banned = resp.status == 418
+        return RateLimited(
+            message or ("banned" if banned else "too many requests"),
+            exchange=self.exchange,
+            code=code,
+            status=resp.status,
+            retry_after=max(float(delay or 0.0), retry_after or 0.0),
+            banned=banned,
+        )
+
+    # -- sending ---------------------------------------------------------------------------
+    def url(self, path: str, query: str = "") -> URL:
+        """An already-encoded URL: yarl must not re-quote what was signed."""
+        return URL(f"{self.base_url}{path}?{query}" if query else f"{self.base_url}{path}", encoded=True)
+
+    async def send(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: str = "",
+        body: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        group: str | None = None,
+        client_id: str | None = None,
+    ) -> Response:
+        """Send one request; return the response whatever its status.
+
+        Raises ``Unavailable`` when nothing was written and ``OutcomeUnknown`` (with
+        ``client_id``) when the request may have reached the exchange but no complete
+        response came back. Rate-limit headers of every response feed the limiter.
+        """
+        session = self._session
+        if session is None or session.closed:
+            raise Unavailable(
+                "adapter is not open (use 'async with adapter:')",
+                exchange=self.exchange,
+                client_id=client_id,
+            )
+        what = f"{method} {path}"
+        try:
+            async with session.request(
+                method,
+                self.url(path, query),
+                data=body,
+                headers=headers,
+                allow_redirects=False,
+            ) as resp:
+                data = await resp.read()
+                status, resp_headers = resp.status, resp.headers
+        except aiohttp.ClientConnectorError as exc:
+            # DNS failure, refused, unreachable, TLS handshake: the request was never written.
+            raise Unavailable(
+                f"{what}: cannot connect ({type(exc).__name__}: {exc.os_error})",
+                exchange=self.exchange,
+                client_id=client_id,
+            ) from None
+        except aiohttp.ConnectionTimeoutError:
+            raise Unavailable(
+                f"{what}: connect timed out after {self.options.connect_timeout_s}s",
+                exchange=self.exchange,
+                client_id=client_id,
+            ) from None
+        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
+            raise OutcomeUnknown(
+                f"{what}: no response within {self.options.timeout_s}s",
+                exchange=self.exchange,
+                code=TIMEOUT,
+                client_id=client_id,
+            ) from None
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, OSError) as exc:
+            # Disconnected / reset / truncated after the request went out.
+            raise OutcomeUnknown(
+                f"{what}: connection lost before a complete response ({type(exc).__name__})",
+                exchange=self.exchange,
+                code=CONNECTION_LOST,
+                client_id=client_id,
+            ) from None
+        if group is not None:
+            self.limiter.update_from_headers(resp_headers, group)
+        else:
+            self.limiter.update_from_headers(resp_headers)
+        return Response(status, resp_headers, data)
+
+
+async def _wait_lock(lock: asyncio.Lock, timeout: float) -> None:
+    if sys.version_info >= (3, 11):
+        async with asyncio.timeout(timeout):
+            await lock.acquire()
+    else:  # pragma: no cover - 3.10
+        await asyncio.wait_for(lock.acquire(), timeout)
+
+
+def now_ms() -> int:
+    """Local wall clock in epoch milliseconds."""
+    return time.time_ns() // 1_000_000
+
+
+def first_or_none(items: Iterable[Any]) -> Any:
+    for item in items:
+        return item
+    return None
