@@ -38,9 +38,20 @@ def _extensions():
     macros = [("CYTHON_TRACE", "1"), ("CYTHON_TRACE_NOGIL", "1")] if CYTHON_TRACE else []
     cflags = ["-O2"] if os.name != "nt" else []
     exts = []
-    for pyx in sorted(glob.glob(os.path.join("kimp_fast", "_speedups", "*_c.pyx"))):
+    speedups = os.path.join("kimp_fast", "_speedups")
+    for pyx in sorted(glob.glob(os.path.join(speedups, "*_c.pyx"))):
         mod = pyx[:-4].replace(os.sep, ".")
         exts.append(Extension(mod, [pyx], define_macros=macros, extra_compile_args=cflags))
+    # "One source compiled twice" (STYLE R4): a ``_x_c.pxd`` without a ``_x_c.pyx`` augments
+    # the pure twin ``_x_py.py``, which Cython compiles again as module ``_x_c``.
+    for pxd in sorted(glob.glob(os.path.join(speedups, "*_c.pxd"))):
+        base = pxd[:-4]
+        if os.path.exists(base + ".pyx"):
+            continue
+        mod = base.replace(os.sep, ".")
+        exts.append(
+            Extension(mod, [base[:-2] + "_py.py"], define_macros=macros, extra_compile_args=cflags)
+        )
     directives = {
         "language_level": "3",
         "embedsignature": True,

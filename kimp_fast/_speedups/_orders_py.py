@@ -369,13 +369,15 @@ def _quote(s: str) -> str:
     )
 
 
-def _check_pairs(params: Sequence[tuple[str, str]]) -> None:
-    for pair in params:
+def _checked_pairs(params: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    pairs = params if type(params) is list else list(params)  # iterators are read once
+    for pair in pairs:
         if len(pair) != 2:
             raise ValueError(f"parameters must be (name, value) pairs, got {pair!r}")
         k, v = pair
         if not isinstance(k, str) or not isinstance(v, str):
             raise TypeError(f"parameter names and values must be str, got {pair!r}")
+    return pairs
 
 
 def encode_query(params: Sequence[tuple[str, str]]) -> str:
@@ -385,8 +387,8 @@ def encode_query(params: Sequence[tuple[str, str]]) -> str:
     URL (and for Binance, the string you sign). Upbit's ``query_hash`` covers
     :func:`raw_query` instead.
     """
-    _check_pairs(params)
-    return "&".join(_quote(k) + "=" + _quote(v) for k, v in params)
+    pairs = _checked_pairs(params)
+    return "&".join(_quote(k) + "=" + _quote(v) for k, v in pairs)
 
 
 def raw_query(params: Sequence[tuple[str, str]]) -> str:
@@ -394,5 +396,5 @@ def raw_query(params: Sequence[tuple[str, str]]) -> str:
 
     Arrays repeat the key: ``[("uuids[]", a), ("uuids[]", b)]`` → ``uuids[]=a&uuids[]=b``.
     """
-    _check_pairs(params)
-    return "&".join(k + "=" + v for k, v in params)
+    pairs = _checked_pairs(params)
+    return "&".join(k + "=" + v for k, v in pairs)

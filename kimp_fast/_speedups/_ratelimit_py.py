@@ -1,3 +1,4 @@
+# cython: annotation_typing=False
 """Client-side rate limiting, pure-Python twin (the typed reference for ``_ratelimit_c``).
 
 Each exchange limit is "at most N per P seconds" (Upbit: per group per second; Binance:
@@ -63,6 +64,10 @@ _MAX_429 = 60.0
 _BASE_418 = 120.0
 _MAX_418 = 259200.0
 _STREAK_RESET = 60.0  # a 429/418 this long after the last block ended starts a new streak
+# Counts, costs and weights stay below this: far above any real limit, and the compiled
+# twin keeps them in C integers (a header value like "99999999999999999999" is ignored).
+_MAX_COUNT = 10**12
+_MAX_HEADER_DIGITS = 12
 
 
 class _Bucket:
@@ -71,8 +76,8 @@ class _Bucket:
     __slots__ = ("capacity", "entries", "name", "period", "reserve", "used")
 
     def __init__(self, name: str, capacity: int, period: float, reserved_share: float) -> None:
-        if type(capacity) is not int or capacity <= 0:
-            raise ValueError(f"bucket {name!r}: capacity must be a positive int, got {capacity!r}")
+        if type(capacity) is not int or not 0 < capacity <= _MAX_COUNT:
+            raise ValueError(f"bucket {name!r}: capacity must be an int in 1..1e12, got {capacity!r}")
         if not period > 0:
             raise ValueError(f"bucket {name!r}: period must be positive, got {period!r}")
         self.name = name
@@ -80,7 +85,7 @@ class _Bucket:
         self.period = float(period)
         self.reserve = int(capacity * reserved_share)
         self.used = 0
-        self.entries: deque[list] = deque()  # [time, cost], oldest first
+        self.entries = deque()  # [time, cost] lists, oldest first
 
     def expire(self, now: float) -> None:
         entries = self.entries
@@ -174,10 +179,10 @@ class RateLimiter:
         self._exchange = exchange
         self._clock = clock
         self._reserved_share = float(reserved_share)
-        self._buckets: dict[str, _Bucket] = {
+        self._buckets = {
             name: _Bucket(name, cap, per, self._reserved_share) for name, (cap, per) in spec.items()
         }
-        groups: dict[str, list[tuple[_Bucket, int]]] = {}
+        groups = {}
         if exchange == "upbit":
             for name, bucket in self._buckets.items():
                 groups[name] = [(bucket, 1)]
@@ -190,8 +195,8 @@ class RateLimiter:
                 for b, c in costs:
                     if b not in self._buckets:
                         raise ValueError(f"group {name!r} refers to unknown bucket {b!r}")
-                    if type(c) is not int or c < 0:
-                        raise ValueError(f"group {name!r}: cost must be an int >= 0, got {c!r}")
+                    if type(c) is not int or not 0 <= c <= _MAX_COUNT:
+                        raise ValueError(f"group {name!r}: cost must be an int in 0..1e12, got {c!r}")
                     resolved.append((self._buckets[b], c))
                 groups[name] = resolved
         self._groups = groups
@@ -201,13 +206,15 @@ class RateLimiter:
 
     # -- budget ---------------------------------------------------------------------------
 
-    def _costs(self, group: str) -> list[tuple[_Bucket, int]]:
+    def _costs(self, group: object) -> list:
+        if not isinstance(group, str):
+            raise TypeError(f"group must be a str, not {type(group).__name__}")
         costs = self._groups.get(group)
         if costs is not None:
             return costs
         if self._exchange == "binance" and group.startswith("weight:"):
             n = group[7:]
-            if n.isdigit() and n.isascii():
+            if n.isdigit() and n.isascii() and len(n) <= _MAX_HEADER_DIGITS:
                 costs = [(self._buckets["weight_1m"], int(n))]
                 self._groups[group] = costs
                 return costs
@@ -231,8 +238,8 @@ class RateLimiter:
         ValueError
             Unknown group, or a cost that can never fit its bucket.
         """
-        if type(weight) is not int or weight < 0:
-            raise ValueError(f"weight must be an int >= 0, got {weight!r}")
+        if type(weight) is not int or not 0 <= weight <= _MAX_COUNT:
+            raise ValueError(f"weight must be an int in 0..1e12, got {weight!r}")
         costs = self._costs(group)
         now = self._clock()
         if now < self._blocked_until:
@@ -272,13 +279,15 @@ class RateLimiter:
             if name is None:
                 continue
             value = value.strip()
-            if not (value.isdigit() and value.isascii()):
+            if not (value.isdigit() and value.isascii()) or len(value) > _MAX_HEADER_DIGITS:
                 continue
             bucket = self._buckets[name]
             bucket.expire(now)
             bucket.raise_used_to(now, int(value))
 
-    def _apply_remaining_req(self, now: float, value: str, group: str | None) -> None:
+    def _apply_remaining_req(self, now: float, value: object, group: object) -> None:
+        if not isinstance(value, str):
+            return
         sec = None
         for part in value.split(";"):
             k, _, v = part.partition("=")
@@ -286,7 +295,7 @@ class RateLimiter:
             v = v.strip()
             if k == "group" and v:
                 group = v
-            elif k == "sec" and v.isdigit() and v.isascii():
+            elif k == "sec" and v.isdigit() and v.isascii() and len(v) <= _MAX_HEADER_DIGITS:
                 sec = int(v)
         if sec is None or group is None:
             return
@@ -299,7 +308,8 @@ class RateLimiter:
     def on_rate_limited(self, status: int, retry_after: float | None = None) -> float:
         """Block every caller after a 429 or 418; return the block length in seconds.
 
-        ``retry_after`` (``Retry-After`` or the ban time in the body) is honoured when given.
+        ``retry_after`` (``Retry-After`` or the ban time in the body) is honoured when given
+        (capped at 3 days, Binance's longest ban).
         Without it: 429 → 1 s, 418 → 120 s, each doubling while such responses keep
         coming (429 up to 60 s, 418 up to 3 days).
 
@@ -311,10 +321,10 @@ class RateLimiter:
         now = self._clock()
         recent = now < self._blocked_until + _STREAK_RESET
         if status == 429:
-            self._streak_429 = self._streak_429 + 1 if recent else 1
+            self._streak_429 = min(self._streak_429 + 1, 32) if recent else 1
             default = min(_BASE_429 * 2.0 ** (self._streak_429 - 1), _MAX_429)
         elif status == 418:
-            self._streak_418 = self._streak_418 + 1 if recent else 1
+            self._streak_418 = min(self._streak_418 + 1, 32) if recent else 1
             default = min(_BASE_418 * 2.0 ** (self._streak_418 - 1), _MAX_418)
         else:
             raise ValueError(f"status must be 429 or 418, got {status!r}")
@@ -324,6 +334,7 @@ class RateLimiter:
             block = float(retry_after)
             if not block >= 0.0:
                 raise ValueError(f"retry_after must be >= 0, got {retry_after!r}")
+            block = min(block, _MAX_418)  # a garbage header must not block forever
         if now + block > self._blocked_until:
             self._blocked_until = now + block
         return block

@@ -36,6 +36,7 @@ _HEADER_B64 = {
     alg: base64.urlsafe_b64encode(f'{{"alg":"{alg}","typ":"JWT"}}'.encode()).rstrip(b"=")
     for alg in _DIGESTS
 }
+_MAX_MS = 2**63 - 1  # the compiled twin keeps times in a C long long
 _HEX_VARIANT = "89ab89ab89ab89ab"  # RFC 4122 variant bits 10xx for the 17th hex digit
 
 
@@ -243,6 +244,8 @@ def _check_ms(value: object, what: str) -> None:
         raise TypeError(f"{what} must be an int, not {type(value).__name__}")
     if value <= 0:
         raise ValueError(f"{what} must be positive, got {value}")
+    if value > _MAX_MS:
+        raise ValueError(f"{what} is out of range, got {value}")
 
 
 def _mask(key: str) -> str:
