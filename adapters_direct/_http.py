@@ -344,6 +344,10 @@ class Transport:
                 exchange=self.exchange,
                 client_id=client_id,
             ) from None
+        except aiohttp.InvalidURL as exc:
+            raise Unavailable(
+                f"{what}: invalid URL ({exc})", exchange=self.exchange, client_id=client_id
+            ) from None
         except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
             raise OutcomeUnknown(
                 f"{what}: no response within {self.options.timeout_s}s",
@@ -357,6 +361,13 @@ class Transport:
                 f"{what}: connection lost before a complete response ({type(exc).__name__})",
                 exchange=self.exchange,
                 code=CONNECTION_LOST,
+                client_id=client_id,
+            ) from None
+        except aiohttp.ClientError as exc:
+            # The server answered something that is not HTTP (bad status line, headers).
+            raise OutcomeUnknown(
+                f"{what}: malformed response ({type(exc).__name__})",
+                exchange=self.exchange,
                 client_id=client_id,
             ) from None
         if group is not None:
