@@ -68,6 +68,12 @@ def impl(request: pytest.FixtureRequest) -> HotPathImplementation:
 
 
 @pytest.fixture(scope="session")
+def hot_path_twins() -> tuple[HotPathImplementation, HotPathImplementation]:
+    """(compiled, pure), for differential tests; use them only in c_extension tests."""
+    return HotPathImplementation(is_pure_python=False), HotPathImplementation(is_pure_python=True)
+
+
+@pytest.fixture(scope="session")
 def signing_impl(impl: HotPathImplementation) -> ModuleType:
     return impl.signing
 
