@@ -68,6 +68,7 @@ _STREAK_RESET = 60.0  # a 429/418 this long after the last block ended starts a 
 # twin keeps them in C integers (a header value like "99999999999999999999" is ignored).
 _MAX_COUNT = 10**12
 _MAX_HEADER_DIGITS = 12
+_NEVER = float("-inf")
 
 
 class _Bucket:
@@ -200,7 +201,7 @@ class RateLimiter:
                     resolved.append((self._buckets[b], c))
                 groups[name] = resolved
         self._groups = groups
-        self._blocked_until = float("-inf")
+        self._blocked_until = _NEVER
         self._streak_429 = 0
         self._streak_418 = 0
 
@@ -371,7 +372,8 @@ class RateLimiter:
         return {
             "exchange": self._exchange,
             "now": now,
-            "blocked_until": self._blocked_until,
+            # None rather than -inf when never blocked: status views serialise this to JSON.
+            "blocked_until": self._blocked_until if self._blocked_until > _NEVER else None,
             "blocked_for": max(self._blocked_until - now, 0.0),
             "buckets": out,
         }
