@@ -1,0 +1,963 @@
+"""``KimpEngine``: the public entry point (CONTRACT §3).
+
+    async with KimpEngine(EngineConfig.load("kimp.toml")) as engine:
+        report = await engine.submit(signal)
+
+The engine owns no event loop and no global state (it runs on asyncio or uvloop,
+embedded in the caller's program). ``__aenter__`` opens the journal, the notifier and
+both exchange sessions, configures the Binance account (one-way mode, leverage, margin
+type), **reconciles** what the journal knew was in flight with the exchanges, and only
+then accepts signals.
+
+Pipeline per signal (SPEC §4.3): validate → de-duplicate (durably) → gate (kill switch,
+unresolved recovery, circuit breakers, position state) → size (capital reserved
+atomically) → build (deterministic client ids, journaled first) → send both legs
+concurrently → resolve every leg → repair one-leg failures → record and notify.
+``submit`` never raises for a bad signal or an exchange failure: it returns a report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Mapping
+from decimal import ROUND_DOWN, Decimal
+from typing import Any
+
+import msgspec
+
+from adapters_direct.base import PerpAdapter, SpotAdapter
+from adapters_direct.errors import AdapterError
+from adapters_direct.factory import ExchangeFactory
+
+from .breaker import BreakerState, CircuitBreaker
+from .config import EngineConfig
+from .executor import PairExecutor, Unresolved, _err_text
+from .journal import Journal, OrderRow
+from .legs import LegBook
+from .market import Capital, MarketData
+from .models import ExecutionReport, HedgedPosition, OrderRequest, OrderResult, Signal
+from .notify import Severity, make_notifier
+from .pricing import estimate_exit, premium, size_enter
+
+__all__ = ["KimpEngine"]
+
+log = logging.getLogger("kimp_fast.engine")
+ZERO = Decimal(0)
+ONE = Decimal(1)
+_signal_decoder = msgspec.json.Decoder(Signal)
+_signal_convert_err = (msgspec.ValidationError, msgspec.DecodeError, ValueError, TypeError)
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _us(t0: int, t1: int) -> float:
+    return round((t1 - t0) / 1000.0, 1)
+
+
+class KimpEngine:
+    """Executes ENTER/EXIT signals as hedged two-leg orders. See the module docstring."""
+
+    def __init__(
+        self,
+        config: EngineConfig,
+        *,
+        upbit: SpotAdapter | None = None,
+        binance: PerpAdapter | None = None,
+        notifier: Any = None,
+        environ: Mapping[str, str] | None = None,
+        lookup_delays: tuple[float, ...] = (0.05, 0.1, 0.2, 0.4, 0.8, 1.0),
+        resolve_timeout_s: float = 15.0,
+        not_found_confirmations: int = 3,
+        market_max_age_s: float = 1.0,
+        market_poll_s: float = 0.0,
+    ) -> None:
+        self.config = config
+        self._environ = os.environ if environ is None else environ
+        self._upbit = upbit
+        self._binance = binance
+        self._own_adapters = upbit is None and binance is None
+        self._notifier = notifier
+        self.lookup_delays = lookup_delays
+        self.resolve_timeout_s = resolve_timeout_s
+        self.not_found_confirmations = not_found_confirmations
+        self.market_max_age_s = market_max_age_s
+        self.market_poll_s = market_poll_s
+        self.journal: Journal | None = None  # type: ignore[assignment]
+        self.market = MarketData(self)
+        self.capital = Capital(self)
+        self.executor = PairExecutor(self)
+        circ = config.circuit
+        self.breakers: dict[str, CircuitBreaker] = {
+            name: CircuitBreaker(
+                name, circ.failure_threshold, circ.recovery_timeout, on_transition=self._on_breaker
+            )
+            for name in ("upbit", "binance")
+        }
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._risk_halt = ""
+        self._risk_level: dict[str, str] = {}
+        self._open = False
+        self.fx_symbol = config.execution.fx_symbol
+
+    # -- wiring ---------------------------------------------------------------------
+    @property
+    def upbit(self) -> SpotAdapter:
+        assert self._upbit is not None, "engine not started"
+        return self._upbit
+
+    @property
+    def binance(self) -> PerpAdapter:
+        assert self._binance is not None, "engine not started"
+        return self._binance
+
+    def adapter(self, exchange: str) -> SpotAdapter | PerpAdapter:
+        return self.upbit if exchange == "upbit" else self.binance
+
+    @staticmethod
+    def spot_symbol(coin: str) -> str:
+        return f"KRW-{coin}"
+
+    @staticmethod
+    def perp_symbol(coin: str) -> str:
+        return f"{coin}USDT"
+
+    def spot_limit_price(self, symbol: str, ask: Decimal) -> Decimal:
+        """Slippage-capped Upbit limit price: best ask × (1 + max_slippage), on the tick,
+        never below the best ask."""
+        from .orders import quantize_price
+
+        cap = ask * (ONE + self.config.execution.max_slippage_bps / Decimal(10_000))
+        tick = self.upbit.tick_for(symbol, cap)
+        price = quantize_price(cap, tick, "down")
+        return price if price >= ask else ask
+
+    def __repr__(self) -> str:
+        return f"<KimpEngine {'open' if self._open else 'closed'} halted={self.halted}>"
+
+    # -- lifecycle ------------------------------------------------------------------
+    async def __aenter__(self) -> "KimpEngine":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        cfg = self.config
+        self.journal = Journal(cfg.journal.path, synchronous=cfg.journal.synchronous)
+        if self._notifier is None:
+            self._notifier = make_notifier(cfg, self._environ)
+        await self._notifier.start()
+        try:
+            if self._own_adapters:
+                self._upbit, self._binance = self._make_adapters()
+                await self._upbit.__aenter__()
+                await self._binance.__aenter__()
+            await self._configure_binance()
+            await self.capital.refresh()
+            await self.reconcile()
+        except BaseException:
+            await self.close()
+            raise
+        self._open = True
+        if cfg.risk.check_interval_s > 0:
+            self._tasks.append(asyncio.ensure_future(self._risk_loop()))
+        if self.market_poll_s > 0:
+            self._tasks.append(asyncio.ensure_future(self._poll_loop()))
+
+    async def close(self) -> None:
+        self._open = False
+        self.capital.cancel()
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(BaseException):
+                await t
+        self._tasks.clear()
+        if self._own_adapters:
+            for ad in (self._upbit, self._binance):
+                if ad is not None:
+                    with contextlib.suppress(Exception):
+                        await ad.__aexit__(None, None, None)
+        if self._notifier is not None:
+            with contextlib.suppress(Exception):
+                await self._notifier.close()
+        if self.journal is not None:
+            self.journal.close()
+            self.journal = None
+
+    def _make_adapters(self) -> tuple[SpotAdapter, PerpAdapter]:
+        cfg = self.config
+        ak, sk = cfg.upbit_keys(self._environ)
+        bk, bs = cfg.binance_keys(self._environ)
+        upbit = ExchangeFactory.create(
+            "upbit", cfg.upbit.adapter, api_key=ak, secret_key=sk.get(),
+            base_url=cfg.upbit.base_url, **_adapter_options(cfg, "upbit"),
+        )
+        binance = ExchangeFactory.create(
+            "binance", cfg.binance.adapter, api_key=bk, secret_key=bs.get(),
+            base_url=cfg.binance.base_url, **_adapter_options(cfg, "binance"),
+        )
+        return upbit, binance  # type: ignore[return-value]
+
+    async def _configure_binance(self) -> None:
+        b = self.binance
+        await b.ensure_one_way_mode()
+        for coin in self.config.execution.coins:
+            sym = self.perp_symbol(coin)
+            await b.set_margin_type(sym, self.config.binance.margin_type)
+            await b.set_leverage(sym, self.config.binance.leverage)
+
+    # -- kill switch ------------------------------------------------------------------
+    @property
+    def halted(self) -> bool:
+        """True after ``halt()``, a ``manual_required`` outcome or a CLI ``halt``."""
+        if self.journal is None:
+            return False
+        return self.journal.halt_state()[0]
+
+    @property
+    def halt_reason(self) -> str:
+        if self.journal is None:
+            return ""
+        halted, reason, _ = self.journal.halt_state()
+        return reason if halted else ""
+
+    def halt(self, reason: str, *, source: str = "api") -> None:
+        assert self.journal is not None
+        self.journal.set_halt(reason, source)
+        self._notify(Severity.CRITICAL, "engine halted", reason)
+
+    def resume(self, *, source: str = "api") -> None:
+        assert self.journal is not None
+        self.journal.clear_halt(source)
+        self._risk_halt = ""
+        self._notify(Severity.WARNING, "engine resumed", f"kill switch cleared by {source}")
+
+    def positions(self) -> dict[str, HedgedPosition]:
+        assert self.journal is not None
+        return self.journal.positions()
+
+    def status(self) -> dict[str, Any]:
+        halted, reason, _ = self.journal.halt_state() if self.journal else (False, "", 0)
+        return {
+            "halted": halted,
+            "halt_reason": reason,
+            "risk_halt": self._risk_halt,
+            "breakers": {k: b.snapshot() for k, b in self.breakers.items()},
+            "capital": self.capital.snapshot(),
+            "positions": {k: msgspec.to_builtins(v) for k, v in self.positions().items()},
+        }
+
+    def _notify(self, severity: Severity, title: str, message: str = "") -> None:
+        if self.journal is not None:
+            self.journal.notification(str(severity.value), title, message)
+        if self._notifier is not None:
+            self._notifier.notify(severity, title, message)
+
+    def _on_breaker(self, name: str, old: BreakerState, new: BreakerState, reason: str) -> None:
+        if self.journal is not None:
+            self.journal.breaker_event(name, old.value, new.value, reason)
+        sev = Severity.WARNING if new is not BreakerState.CLOSED else Severity.INFO
+        self._notify(sev, f"{name} circuit breaker {new.value}", reason)
+
+    # -- submit -----------------------------------------------------------------------
+    async def submit(self, signal: Signal | Mapping[str, Any] | str | bytes) -> ExecutionReport:
+        """Execute one signal and return its report (never raises for bad input)."""
+        t0 = time.perf_counter_ns()
+        timings: dict[str, float] = {}
+        if self.journal is None:
+            raise RuntimeError("KimpEngine is not started: use 'async with KimpEngine(cfg) as engine'")
+        try:
+            sig = _coerce_signal(signal)
+        except _signal_convert_err as exc:
+            return self._malformed(signal, exc)
+        reason = self._validate(sig, _now_ms())
+        t1 = time.perf_counter_ns()
+        timings["validate"] = _us(t0, t1)
+        if reason:
+            if self.journal.signal(sig.id) is not None:
+                return self._duplicate(sig)
+            report = ExecutionReport(
+                signal_id=sig.id, action=sig.action, coin=sig.coin, status="rejected", reason=reason,
+                timings_us=timings,
+            )
+            self.journal.record_rejected_signal(sig.id, sig.action, sig.coin, report)
+            return report
+        new, _prev = self.journal.begin_signal(sig)
+        if not new:
+            return self._duplicate(sig)
+        timings["dedupe"] = _us(t1, time.perf_counter_ns())
+        lock = self._locks.setdefault(sig.coin, asyncio.Lock())
+        async with lock:
+            try:
+                if sig.action == "ENTER":
+                    report = await self._enter(sig, timings)
+                else:
+                    report = await self._exit(sig, timings)
+            except Exception as exc:  # never leave silently
+                report = self._failed(sig, exc, timings)
+        report.timings_us["total"] = _us(t0, time.perf_counter_ns())
+        return report
+
+    def _failed(self, sig: Signal, exc: Exception, timings: dict[str, float]) -> ExecutionReport:
+        """An exception escaped the pipeline. Before any order row exists nothing can have
+        been sent, so the signal is simply rejected; after that, exposure is unknown:
+        halt and ask for a human."""
+        text = _err_text(exc) if isinstance(exc, AdapterError) else f"{type(exc).__name__}: {exc}"
+        if not self.journal.orders_for_signal(sig.id):
+            if not isinstance(exc, AdapterError):
+                log.exception("signal %s failed before sending", sig.id)
+            report = ExecutionReport(
+                signal_id=sig.id, action=sig.action, coin=sig.coin, status="rejected",
+                reason=f"failed before any order was sent: {text}", timings_us=timings,
+            )
+            self._finish(report)
+            return report
+        log.exception("signal %s failed with orders in flight", sig.id)
+        report = ExecutionReport(
+            signal_id=sig.id, action=sig.action, coin=sig.coin, status="manual_required",
+            reason=f"internal error with orders in flight: {text}", timings_us=timings,
+        )
+        self._finish(report)
+        self._manual(report)
+        return report
+
+    def _validate(self, sig: Signal, now_ms: int) -> str:
+        ex = self.config.execution
+        if sig.coin not in ex.coins:
+            return f"coin {sig.coin} is not configured (execution.coins = {list(ex.coins)})"
+        if sig.ttl_ms > ex.signal_ttl_ms_max:
+            return f"ttl_ms {sig.ttl_ms} exceeds the maximum {ex.signal_ttl_ms_max}"
+        if sig.ts_ms > now_ms + ex.max_clock_skew_ms:
+            return f"signal time stamp is {sig.ts_ms - now_ms} ms in the future"
+        if sig.expired(now_ms):
+            return f"signal expired {now_ms - sig.ts_ms - sig.ttl_ms} ms ago (ts_ms + ttl_ms < now)"
+        return ""
+
+    def _malformed(self, raw: object, exc: Exception) -> ExecutionReport:
+        sid = ""
+        if isinstance(raw, Mapping):
+            sid = str(raw.get("id", ""))[:128]
+        return ExecutionReport(
+            signal_id=sid, action=str(raw.get("action", "")) if isinstance(raw, Mapping) else "",
+            coin="", status="rejected", reason=f"invalid signal: {exc}",
+        )
+
+    def _duplicate(self, sig: Signal) -> ExecutionReport:
+        row = self.journal.signal(sig.id) if self.journal else None
+        prev = row["status"] if row else "unknown"
+        return ExecutionReport(
+            signal_id=sig.id, action=sig.action, coin=sig.coin, status="duplicate",
+            reason=f"signal id already processed (status {prev})",
+        )
+
+    def _gate(self, sig: Signal) -> str:
+        halted, reason, _ = self.journal.halt_state()
+        if halted:
+            return f"engine halted: {reason}"
+        if sig.action == "ENTER" and self._risk_halt:
+            return f"new entries halted by the risk monitor: {self._risk_halt}"
+        for name, b in self.breakers.items():
+            if b.state is BreakerState.OPEN:
+                return f"{name} circuit breaker is open"
+        return ""
+
+    def _permits(self) -> str:
+        """Ask both breakers for permission right before sending new trading traffic.
+        In HALF_OPEN a breaker grants one trial; if the other refuses, the permit taken
+        is handed back so the trial is not lost."""
+        granted = []
+        for name, b in self.breakers.items():
+            if not b.allow():
+                for g in granted:
+                    g.release()
+                return f"{name} circuit breaker is {b.state.value} (no trial permit available)"
+            granted.append(b)
+        return ""
+
+    def _refuse(self, sig: Signal, reason: str, timings: dict[str, float], status: str = "refused") -> ExecutionReport:
+        report = ExecutionReport(
+            signal_id=sig.id, action=sig.action, coin=sig.coin, status=status,  # type: ignore[arg-type]
+            reason=reason, timings_us=timings,
+        )
+        self._finish(report)
+        return report
+
+    def _finish(self, report: ExecutionReport, **kw: Any) -> None:
+        self.journal.finish_signal(report, **kw)
+        sev = Severity.INFO
+        if report.status in ("recovered", "unwound"):
+            sev = Severity.WARNING
+        elif report.status == "manual_required":
+            sev = Severity.CRITICAL
+        if report.status not in ("refused", "rejected", "duplicate") or sev is not Severity.INFO:
+            self._notify(
+                sev, f"{report.action} {report.coin} {report.status}",
+                f"signal {report.signal_id}: qty {report.qty}" + (f" — {report.reason}" if report.reason else ""),
+            )
+
+    def _manual(self, report: ExecutionReport) -> None:
+        self.journal.set_halt(f"manual intervention required for signal {report.signal_id}: {report.reason}", "engine")
+        self._notify(Severity.CRITICAL, "engine halted", f"manual intervention required: {report.reason}")
+
+    # -- ENTER ------------------------------------------------------------------------
+    async def _enter(self, sig: Signal, timings: dict[str, float]) -> ExecutionReport:
+        t = time.perf_counter_ns()
+        reason = self._gate(sig)
+        if not reason and sig.coin in self.positions():
+            reason = f"{sig.coin} already has an open position (ENTER needs a flat coin)"
+        if reason:
+            return self._refuse(sig, reason, timings)
+        coin = sig.coin
+        spot, perp = self.spot_symbol(coin), self.perp_symbol(coin)
+        await self.capital.ready()
+        ub, bb = await self.market.pair(coin, self.market_max_age_s)
+        ask = ub.best_ask()
+        tick = self.upbit.tick_for(spot, ask) if ask is not None else Decimal(1)
+        cap = self.config.capital
+        ex = self.config.execution
+        size = size_enter(
+            requested_qty=sig.qty or ZERO,
+            upbit_book=ub, binance_book=bb,
+            upbit_rules=self.upbit.rules(spot), binance_rules=self.binance.rules(perp),
+            upbit_tick=tick,
+            krw_free=self.capital.krw_free, usdt_available=self.capital.usdt_available,
+            krw_reserved=self.capital.reserved_krw, usdt_reserved=self.capital.reserved_usdt,
+            trading_ratio=cap.trading_ratio, reserve_ratio=cap.reserve_ratio,
+            leverage=self.config.binance.leverage, max_slippage_bps=ex.max_slippage_bps,
+            max_order_krw=ex.max_order_krw,
+        )
+        t2 = time.perf_counter_ns()
+        timings["size"] = _us(t, t2)
+        if not size.ok:
+            return self._refuse(sig, f"sizing: {size.reason}", timings, status="rejected")
+        reason = self._permits()
+        if reason:
+            return self._refuse(sig, reason, timings)
+        reservation = self.capital.reserve(size.spot_cost_krw, size.perp_margin_usdt)
+        try:
+            return await self._enter_sized(sig, size, ub, bb, timings)
+        finally:
+            self.capital.release(reservation)
+            self.capital.refresh_soon()
+
+    async def _enter_sized(self, sig, size, ub, bb, timings) -> ExecutionReport:
+        coin = sig.coin
+        spot, perp = self.spot_symbol(coin), self.perp_symbol(coin)
+        ex_cfg = self.config.execution
+        j = self.journal
+        x = self.executor
+        legs = LegBook()
+        fx = await self.market.fx(max_age=30.0)
+        j.recovery_step(sig.id, coin, "plan", action="ENTER", qty=str(size.qty), fx=str(fx),
+                        spot_limit=str(size.spot_limit_price), mode=ex_cfg.upbit_buy_mode)
+        qty = size.qty
+        notes: list[str] = []
+        failures: list[str] = []
+        attempt = 0
+        market_krw = ex_cfg.upbit_buy_mode == "market_krw"
+        while True:
+            attempt += 1
+            t = time.perf_counter_ns()
+            if market_krw:
+                req_u = OrderRequest(
+                    symbol=spot, side="buy", type="market",
+                    quote_amount=(qty * size.spot_limit_price).quantize(ONE),
+                    client_id=x.client_id(sig.id, "upbit", "entry", attempt),
+                )
+            else:
+                req_u = OrderRequest(
+                    symbol=spot, side="buy", type="limit", quantity=qty, price=size.spot_limit_price,
+                    time_in_force="ioc", client_id=x.client_id(sig.id, "upbit", "entry", attempt),
+                )
+            req_b = OrderRequest(
+                symbol=perp, side="sell", type="market", quantity=qty,
+                client_id=x.client_id(sig.id, "binance", "entry", attempt),
+            )
+            if market_krw:
+                # The KRW market buy cannot name a quantity: buy first, then short exactly
+                # what filled (rounded down to the lot; the rest is recorded residual).
+                j.order_intent(**x.intent_row(sig.id, "upbit", "entry", attempt, req_u))
+                tb = time.perf_counter_ns()
+                timings["build"] = _us(t, tb)
+                out_u = await x.place("upbit", req_u, reserved=False)
+                res_u = await x.resolve("upbit", spot, req_u.client_id, out_u)
+                got = res_u.filled_qty if res_u is not None else ZERO
+                step = self.binance.rules(perp).qty_step
+                short_qty = (got / step).to_integral_value(rounding=ROUND_DOWN) * step
+                res_b = None
+                out_b: OrderResult | AdapterError | None = None
+                if short_qty <= 0:
+                    self.breakers["binance"].release()
+                else:
+                    req_b = OrderRequest(symbol=perp, side="sell", type="market", quantity=short_qty,
+                                         client_id=req_b.client_id)
+                    j.order_intent(**x.intent_row(sig.id, "binance", "entry", attempt, req_b))
+                    out_b = await x.place("binance", req_b, reserved=False)
+                    res_b = await x.resolve("binance", perp, req_b.client_id, out_b)
+                timings["send"] = _us(tb, time.perf_counter_ns())
+            else:
+                j.order_intents([
+                    x.intent_row(sig.id, "upbit", "entry", attempt, req_u),
+                    x.intent_row(sig.id, "binance", "entry", attempt, req_b),
+                ])
+                tb = time.perf_counter_ns()
+                timings["build"] = _us(t, tb)
+                out_u, out_b = await asyncio.gather(
+                    x.place("upbit", req_u, reserved=False), x.place("binance", req_b, reserved=False)
+                )
+                ts = time.perf_counter_ns()
+                timings["send"] = _us(tb, ts)
+                try:
+                    res_u, res_b = await asyncio.gather(
+                        x.resolve("upbit", spot, req_u.client_id, out_u),
+                        x.resolve("binance", perp, req_b.client_id, out_b),
+                    )
+                except Unresolved as exc:
+                    return await self._unresolved(sig, legs, str(exc), timings, fx)
+                timings["resolve"] = _us(ts, time.perf_counter_ns())
+            for res in (res_u, res_b):
+                if res is not None:
+                    legs.add(res, "entry")
+            for name, out in (("upbit", out_u), ("binance", out_b)):
+                if isinstance(out, AdapterError):
+                    failures.append(f"{name}: {_err_text(out)}")
+            if legs.anything_filled:
+                break
+            # Nothing filled anywhere: retry the pair only while the signal is valid and
+            # only when an infrastructure failure (not a business rejection) was the cause.
+            infra = any(isinstance(o, AdapterError) and o.infrastructure for o in (out_u, out_b))
+            cfg = self.config.one_leg
+            delay = float(cfg.retry_delays[min(attempt - 1, len(cfg.retry_delays) - 1)]) if cfg.retry_delays else 0.0
+            still_valid = _now_ms() + delay * 1000 < sig.ts_ms + sig.ttl_ms
+            if not infra or attempt > cfg.max_retries or not still_valid or self._gate(sig) or self._permits():
+                why = "; ".join(failures) or "no fill (IOC found no liquidity within the slippage cap)"
+                report = ExecutionReport(
+                    signal_id=sig.id, action="ENTER", coin=coin, status="rejected",
+                    reason=f"no leg executed: {why}", orders=legs.results, timings_us=timings,
+                )
+                self._finish(report)
+                return report
+            j.recovery_step(sig.id, coin, "pair-retry", attempt=attempt + 1, delay_s=delay)
+            notes.append(f"pair retry {attempt + 1} after: {'; '.join(failures[-2:])}")
+            await asyncio.sleep(delay)
+        return await self._settle_enter(sig, legs, fx, timings, notes, attempts={"upbit": 0, "binance": 0})
+
+    async def _settle_enter(self, sig, legs: LegBook, fx: Decimal, timings, notes, attempts) -> ExecutionReport:
+        coin = sig.coin
+        tr = time.perf_counter_ns()
+        try:
+            outcome, rnotes = await self.executor.repair(
+                signal_id=sig.id, action="ENTER", coin=coin, legs=legs,
+                residual_before=ZERO, attempts=attempts,
+            )
+        except Unresolved as exc:
+            return await self._unresolved(sig, legs, str(exc), timings, fx)
+        notes.extend(rnotes)
+        if outcome != "hedged":
+            timings["repair"] = _us(tr, time.perf_counter_ns())
+        spot_net = legs.net("upbit")
+        short = -legs.net("binance")
+        hedged = min(spot_net, short)
+        residual = spot_net - short
+        position = None
+        if hedged > 0:
+            buy_u = legs.avg("upbit", "buy") or ZERO
+            sell_b = legs.avg("binance", "sell") or ZERO
+            kimp = premium(buy_u, sell_b, fx) if buy_u > 0 and sell_b > 0 else None
+            position = HedgedPosition(
+                coin=coin, qty=hedged, entry_spot_price=buy_u, entry_perp_price=sell_b, entry_fx=fx,
+                entry_fees_krw=legs.fees["upbit"], entry_fees_usdt=legs.fees["binance"],
+                opened_ts_ms=_now_ms(), signal_id=sig.id, entry_kimp=kimp, spot_residual=residual,
+            )
+        realized = self._round_trip_pnl(legs, fx)
+        status = {"hedged": "filled", "recovered": "recovered", "unwound": "unwound", "manual": "manual_required"}[outcome]
+        reason = "; ".join(notes)
+        if residual != 0 and outcome != "manual":
+            reason = (reason + "; " if reason else "") + f"residual {residual} {coin} recorded (below one lot)"
+            self.journal.recovery_step(sig.id, coin, "residual", qty=str(residual))
+        report = ExecutionReport(
+            signal_id=sig.id, action="ENTER", coin=coin, status=status, reason=reason,  # type: ignore[arg-type]
+            qty=hedged if hedged > 0 else ZERO, orders=legs.results, recovery=notes,
+            realized_pnl_krw=realized if outcome == "unwound" else None,
+            fees_krw=legs.fees["upbit"] + legs.fees["binance"] * fx,
+            kimp_entry=position.entry_kimp if position else None, timings_us=timings,
+        )
+        tj = time.perf_counter_ns()
+        self._finish(report, position=position)
+        timings["journal"] = _us(tj, time.perf_counter_ns())
+        if status == "manual_required":
+            self._manual(report)
+        return report
+
+    @staticmethod
+    def _round_trip_pnl(legs: LegBook, fx: Decimal) -> Decimal:
+        """P&L of quantity bought and sold back within one signal (unwinds), in KRW."""
+        total = ZERO
+        for ex, conv in (("upbit", ONE), ("binance", fx)):
+            q = min(legs.bought[ex], legs.sold[ex])
+            if q > 0:
+                b, s = legs.avg(ex, "buy"), legs.avg(ex, "sell")
+                if b is not None and s is not None:
+                    total += (s - b) * q * conv
+        return total
+
+    async def _unresolved(self, sig, legs, why, timings, fx) -> ExecutionReport:
+        report = ExecutionReport(
+            signal_id=sig.id, action=sig.action, coin=sig.coin, status="manual_required",
+            reason=f"order outcome could not be established: {why}", orders=legs.results,
+            timings_us=timings,
+        )
+        self._finish(report)
+        self._manual(report)
+        return report
+
+    # -- EXIT -------------------------------------------------------------------------
+    async def _exit(self, sig: Signal, timings: dict[str, float]) -> ExecutionReport:
+        t = time.perf_counter_ns()
+        reason = self._gate(sig)
+        pos = self.positions().get(sig.coin)
+        if not reason and pos is None:
+            reason = f"{sig.coin} has no open position to exit"
+        if reason:
+            return self._refuse(sig, reason, timings)
+        assert pos is not None
+        coin = sig.coin
+        spot, perp = self.spot_symbol(coin), self.perp_symbol(coin)
+        brules, urules = self.binance.rules(perp), self.upbit.rules(spot)
+        qty = sig.qty if sig.qty is not None else pos.qty
+        if qty > pos.qty:
+            return self._refuse(sig, f"qty {qty} exceeds the open position {pos.qty}", timings, status="rejected")
+        qty = (qty / brules.qty_step).to_integral_value(rounding=ROUND_DOWN) * brules.qty_step
+        if qty <= 0:
+            return self._refuse(sig, f"qty rounds to 0 at the lot step {brules.qty_step}", timings, status="rejected")
+        full = qty == pos.qty
+        spot_qty = qty + (pos.spot_residual if full and pos.spot_residual > 0 else ZERO)
+        spot_qty = (spot_qty / urules.qty_step).to_integral_value(rounding=ROUND_DOWN) * urules.qty_step
+        exit_cfg = self.config.exit
+        fund_task = None
+        if exit_cfg.include_funding:
+            fund_task = asyncio.ensure_future(self.binance.get_funding_income(perp, pos.opened_ts_ms))
+        try:
+            (ub, bb), fx = await asyncio.gather(self.market.pair(coin, 0.0), self.market.fx(max_age=0.0))
+            funding = await fund_task if fund_task is not None else ZERO
+        except AdapterError as exc:
+            if fund_task is not None:
+                fund_task.cancel()
+            return self._refuse(sig, f"cannot value the exit: {_err_text(exc)}", timings)
+        est = estimate_exit(
+            position=pos, qty=qty, upbit_book=ub, binance_book=bb, fx=fx,
+            upbit_fee=urules.taker_fee, binance_fee=brules.taker_fee, funding_usdt=funding,
+        )
+        timings["size"] = _us(t, time.perf_counter_ns())
+        if est.reason or (est.net_krw <= exit_cfg.min_net_profit and not exit_cfg.allow_loss_exit):
+            why = est.reason or f"not profitable: {est.describe()} <= min_net_profit {exit_cfg.min_net_profit}"
+            report = ExecutionReport(
+                signal_id=sig.id, action="EXIT", coin=coin, status="refused", reason=why,
+                kimp_entry=est.premium_entry, kimp_exit=est.premium_now, timings_us=timings,
+            )
+            self._finish(report)
+            return report
+        reason = self._permits()
+        if reason:
+            return self._refuse(sig, reason, timings)
+        j = self.journal
+        x = self.executor
+        j.recovery_step(sig.id, coin, "plan", action="EXIT", qty=str(qty), spot_qty=str(spot_qty),
+                        fx=str(fx), expected_net_krw=str(est.net_krw))
+        req_u = OrderRequest(symbol=spot, side="sell", type="market", quantity=spot_qty,
+                             client_id=x.client_id(sig.id, "upbit", "exit", 1))
+        req_b = OrderRequest(symbol=perp, side="buy", type="market", quantity=qty, reduce_only=True,
+                             client_id=x.client_id(sig.id, "binance", "exit", 1))
+        t1 = time.perf_counter_ns()
+        j.order_intents([
+            x.intent_row(sig.id, "upbit", "exit", 1, req_u),
+            x.intent_row(sig.id, "binance", "exit", 1, req_b),
+        ])
+        tb = time.perf_counter_ns()
+        timings["build"] = _us(t1, tb)
+        out_u, out_b = await asyncio.gather(
+            x.place("upbit", req_u, reserved=False), x.place("binance", req_b, reserved=False)
+        )
+        ts = time.perf_counter_ns()
+        timings["send"] = _us(tb, ts)
+        legs = LegBook()
+        try:
+            res_u, res_b = await asyncio.gather(
+                x.resolve("upbit", spot, req_u.client_id, out_u),
+                x.resolve("binance", perp, req_b.client_id, out_b),
+            )
+        except Unresolved as exc:
+            return await self._unresolved(sig, legs, str(exc), timings, fx)
+        timings["resolve"] = _us(ts, time.perf_counter_ns())
+        notes = []
+        for res in (res_u, res_b):
+            if res is not None:
+                legs.add(res, "exit")
+        for name, out in (("upbit", out_u), ("binance", out_b)):
+            if isinstance(out, AdapterError):
+                notes.append(f"{name}: {_err_text(out)}")
+        return await self._settle_exit(sig, pos, legs, fx, funding, est, timings, notes,
+                                       attempts={"upbit": 0, "binance": 0})
+
+    async def _settle_exit(self, sig, pos: HedgedPosition, legs: LegBook, fx, funding, est, timings, notes, attempts):
+        coin = sig.coin
+        if not legs.anything_filled:
+            report = ExecutionReport(
+                signal_id=sig.id, action="EXIT", coin=coin, status="rejected",
+                reason="no leg executed: " + ("; ".join(notes) or "no fill"), orders=legs.results,
+                timings_us=timings,
+            )
+            self._finish(report)
+            return report
+        tr = time.perf_counter_ns()
+        try:
+            outcome, rnotes = await self.executor.repair(
+                signal_id=sig.id, action="EXIT", coin=coin, legs=legs,
+                residual_before=pos.spot_residual, attempts=attempts,
+            )
+        except Unresolved as exc:
+            return await self._unresolved(sig, legs, str(exc), timings, fx)
+        notes.extend(rnotes)
+        if outcome != "hedged":
+            timings["repair"] = _us(tr, time.perf_counter_ns())
+        sold = -legs.net("upbit")  # net spot sold
+        closed = legs.net("binance")  # net perp bought back
+        spot_after = pos.qty + pos.spot_residual - sold
+        short_after = pos.qty - closed
+        hedged_after = max(min(spot_after, short_after), ZERO)
+        residual_after = spot_after - short_after
+        closed_pair = pos.qty - hedged_after
+        share = closed_pair / pos.qty if pos.qty > 0 else ONE
+        # Realized P&L of what was closed: actual fills, against the entry prices.
+        spot_pnl = (legs.sell_quote["upbit"] - legs.buy_quote["upbit"]) - pos.entry_spot_price * sold \
+            - legs.fees["upbit"] - pos.entry_fees_krw * share
+        funding_share = funding * share
+        perp_pnl = pos.entry_perp_price * closed - (legs.buy_quote["binance"] - legs.sell_quote["binance"]) \
+            - legs.fees["binance"] - pos.entry_fees_usdt * share + funding_share
+        realized = spot_pnl + perp_pnl * fx
+        fees_krw = legs.fees["upbit"] + pos.entry_fees_krw * share + (legs.fees["binance"] + pos.entry_fees_usdt * share) * fx
+        new_pos = None
+        if hedged_after > 0:
+            keep = hedged_after / pos.qty
+            new_pos = HedgedPosition(
+                coin=coin, qty=hedged_after, entry_spot_price=pos.entry_spot_price,
+                entry_perp_price=pos.entry_perp_price, entry_fx=pos.entry_fx,
+                entry_fees_krw=pos.entry_fees_krw * keep, entry_fees_usdt=pos.entry_fees_usdt * keep,
+                opened_ts_ms=pos.opened_ts_ms, signal_id=pos.signal_id, entry_kimp=pos.entry_kimp,
+                spot_residual=residual_after,
+            )
+        status = {"hedged": "filled", "recovered": "recovered", "unwound": "unwound", "manual": "manual_required"}[outcome]
+        reason = "; ".join(notes)
+        if residual_after != 0 and new_pos is None and outcome != "manual":
+            reason = (reason + "; " if reason else "") + f"residual {residual_after} {coin} recorded (below one lot)"
+            self.journal.recovery_step(sig.id, coin, "residual", qty=str(residual_after))
+        report = ExecutionReport(
+            signal_id=sig.id, action="EXIT", coin=coin, status=status, reason=reason,  # type: ignore[arg-type]
+            qty=closed_pair, orders=legs.results, recovery=notes,
+            realized_pnl_krw=realized, fees_krw=fees_krw, funding_krw=funding_share * fx,
+            kimp_entry=est.premium_entry if est is not None else pos.entry_kimp,
+            kimp_exit=est.premium_now if est is not None else None, timings_us=timings,
+        )
+        tj = time.perf_counter_ns()
+        self._finish(report, position=new_pos, clear_position=None if new_pos else coin)
+        timings["journal"] = _us(tj, time.perf_counter_ns())
+        self.capital.refresh_soon()
+        if status == "manual_required":
+            self._manual(report)
+        return report
+
+    # -- reconciliation ---------------------------------------------------------------
+    async def reconcile(self) -> dict[str, Any]:
+        """Finish what the journal knew was in flight, then compare with the exchanges.
+
+        1. every order without a final state is looked up by client id;
+        2. every signal still ``processing`` (the engine died mid-way) is resumed: its
+           legs are rebuilt from the journal and the one-leg repair runs to the end;
+        3. positions and balances are compared with the exchanges; a mismatch beyond one
+           lot halts the engine with a critical alert.
+        """
+        j = self.journal
+        summary: dict[str, Any] = {"orders": 0, "signals": 0, "mismatches": []}
+        for row in j.unfinished_orders():
+            summary["orders"] += 1
+            try:
+                await self.executor.lookup(row.exchange, row.symbol, row.client_id)
+            except Unresolved as exc:
+                self.halt(f"reconcile: {exc}", source="reconcile")
+                summary["mismatches"].append(str(exc))
+                return summary
+        for srow in j.processing_signals():
+            summary["signals"] += 1
+            await self._resume(srow)
+        summary["mismatches"].extend(await self._check_positions())
+        if summary["mismatches"]:
+            self.halt("reconcile mismatch: " + "; ".join(summary["mismatches"]), source="reconcile")
+        return summary
+
+    async def _resume(self, srow: dict[str, Any]) -> ExecutionReport:
+        sig = Signal(
+            id=srow["id"], action=srow["action"], coin=srow["coin"], ts_ms=srow["ts_ms"] or 1,
+            qty=Decimal(srow["qty"]) if srow["qty"] else None, ttl_ms=srow["ttl_ms"] or 1,
+        )
+        orders = self.journal.orders_for_signal(sig.id)
+        legs = LegBook()
+        attempts = {"upbit": 0, "binance": 0}
+        for o in orders:
+            if o.purpose in ("retry", "unwind"):
+                attempts[o.exchange] = max(attempts[o.exchange], o.attempt)
+            if o.filled_qty > 0:
+                legs.add(_row_result(o))
+        plan = next((s for s in self.journal.recovery_steps(sig.id) if s["step"] == "plan"), None)
+        import json
+
+        fx = Decimal(json.loads(plan["detail"])["fx"]) if plan else await self.market.fx()
+        self.journal.recovery_step(sig.id, sig.coin, "resume", orders=len(orders))
+        timings: dict[str, float] = {}
+        notes = ["resumed after restart"]
+        if sig.action == "ENTER":
+            if not legs.anything_filled:
+                report = ExecutionReport(
+                    signal_id=sig.id, action="ENTER", coin=sig.coin, status="rejected",
+                    reason="interrupted by a restart before any leg executed", orders=legs.results,
+                )
+                self._finish(report)
+                return report
+            return await self._settle_enter(sig, legs, fx, timings, notes, attempts)
+        pos = self.positions().get(sig.coin)
+        if pos is None:
+            report = ExecutionReport(
+                signal_id=sig.id, action="EXIT", coin=sig.coin, status="manual_required",
+                reason="resumed EXIT has no journaled position", orders=legs.results,
+            )
+            self._finish(report)
+            self._manual(report)
+            return report
+        perp = self.perp_symbol(sig.coin)
+        funding = ZERO
+        if self.config.exit.include_funding:
+            with contextlib.suppress(AdapterError):
+                funding = await self.binance.get_funding_income(perp, pos.opened_ts_ms)
+        return await self._settle_exit(sig, pos, legs, fx, funding, None, timings, notes, attempts)
+
+    async def _check_positions(self) -> list[str]:
+        problems = []
+        positions = self.positions()
+        balances = await self.upbit.get_balances()
+        for coin in self.config.execution.coins:
+            perp = self.perp_symbol(coin)
+            step = self.binance.rules(perp).qty_step
+            pos = positions.get(coin)
+            expected_short = pos.qty if pos else ZERO
+            bpos = await self.binance.get_position(perp)
+            actual_short = -bpos.qty
+            if abs(actual_short - expected_short) >= step:
+                problems.append(
+                    f"{perp} short is {actual_short} at Binance, journal expects {expected_short}"
+                )
+            expected_spot = (pos.qty + pos.spot_residual) if pos else ZERO
+            bal = balances.get(coin)
+            have = bal.total if bal is not None else ZERO
+            # The wallet may hold more of the coin than the engine bought (the user's own);
+            # holding less than the journal's position means something sold it.
+            if have < expected_spot - step:
+                problems.append(f"Upbit {coin} balance {have} is below the journal's {expected_spot}")
+        return problems
+
+    # -- background monitors ------------------------------------------------------------
+    async def _risk_loop(self) -> None:
+        interval = self.config.risk.check_interval_s
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.check_risk()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # never let the monitor die silently
+                log.warning("risk check failed: %s", exc)
+
+    async def check_risk(self) -> dict[str, dict[str, str]]:
+        """Margin ratio and liquidation distance of every open short (SPEC §4.3 risk)."""
+        risk = self.config.risk
+        out: dict[str, dict[str, str]] = {}
+        for coin in self.positions():
+            p = await self.binance.get_position(self.perp_symbol(coin))
+            ratio = p.maint_margin / p.margin_balance if p.margin_balance > 0 else ZERO
+            dist = (p.liquidation_price - p.mark_price) / p.mark_price if p.liquidation_price > 0 and p.mark_price > 0 else None
+            level = "ok"
+            if ratio >= risk.margin_ratio_critical:
+                level = "critical"
+            elif ratio >= risk.margin_ratio_warning or (dist is not None and dist < risk.liquidation_distance_warning):
+                level = "warning"
+            out[coin] = {"margin_ratio": str(ratio), "liquidation_distance": str(dist), "level": level}
+            if level != self._risk_level.get(coin, "ok"):
+                self._risk_level[coin] = level
+                msg = f"{coin}: margin ratio {ratio:.3f}, liquidation distance {dist}"
+                if level == "critical":
+                    self._risk_halt = msg
+                    self._notify(Severity.CRITICAL, "margin critical: new entries halted", msg)
+                elif level == "warning":
+                    self._notify(Severity.WARNING, "margin warning", msg)
+                else:
+                    self._notify(Severity.INFO, "margin back to normal", msg)
+        return out
+
+    async def _poll_loop(self) -> None:
+        while True:
+            for coin in self.config.execution.coins:
+                with contextlib.suppress(Exception):
+                    await self.market.pair(coin, max_age=0.0)
+            with contextlib.suppress(Exception):
+                await self.market.fx(max_age=0.0)
+            await asyncio.sleep(self.market_poll_s)
+
+
+def _coerce_signal(raw: Signal | Mapping[str, Any] | str | bytes) -> Signal:
+    if isinstance(raw, Signal):
+        return raw
+    if isinstance(raw, (bytes, str)):
+        return _signal_decoder.decode(raw)
+    if isinstance(raw, Mapping):
+        return msgspec.convert(dict(raw), Signal, strict=False)
+    raise TypeError(f"expected a Signal, a mapping or JSON, got {type(raw).__name__}")
+
+
+def _row_result(o: OrderRow) -> OrderResult:
+    return OrderResult(
+        exchange=o.exchange, symbol=o.symbol, client_id=o.client_id,
+        exchange_order_id=o.exchange_order_id, status="filled" if o.state == "filled" else "canceled",
+        side=o.side, quantity=o.qty, filled_qty=o.filled_qty, avg_price=o.avg_price,  # type: ignore[arg-type]
+        quote_filled=o.quote_filled, fee=o.fee, fee_asset=o.fee_asset,
+    )
+
+
+def _adapter_options(cfg: EngineConfig, exchange: str) -> dict[str, Any]:
+    """Adapter keyword options from the config section."""
+    from .ratelimit import RateLimiter
+
+    coins = cfg.execution.coins
+    if exchange == "upbit":
+        sec = cfg.upbit
+        symbols = [f"KRW-{c}" for c in coins]
+        if cfg.execution.fx_symbol not in symbols:
+            symbols.append(cfg.execution.fx_symbol)
+        return {
+            "timeout_s": sec.timeout_s,
+            "jwt_alg": sec.jwt_alg,
+            "symbols": tuple(symbols),
+            "rate_limiter": RateLimiter("upbit", order_per_sec=max(1, int(sec.order_rate_per_sec))),
+        }
+    sec = cfg.binance
+    return {
+        "timeout_s": sec.timeout_s,
+        "recv_window_ms": sec.recv_window_ms,
+        "symbols": tuple(f"{c}USDT" for c in coins),
+    }

@@ -1,0 +1,157 @@
+"""Cached market data and balances for sizing, with explicit freshness bounds.
+
+Sizing an ENTER must not wait for a network round trip when a fresh enough book is
+already at hand, so books are cached per symbol with their fetch time and refreshed on
+demand (``max_age``) or by an optional background poller. Balances are refreshed after
+every signal in the background; the next sizing waits for that refresh, so two signals
+can never size against the same stale balance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+from adapters_direct.errors import AdapterError
+
+from .models import OrderBook
+from .pricing import mid
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .engine import KimpEngine
+
+__all__ = ["Capital", "MarketData", "Reservation"]
+
+ZERO = Decimal(0)
+
+
+class MarketData:
+    def __init__(self, engine: "KimpEngine", depth: int = 15) -> None:
+        self.e = engine
+        self.depth = depth
+        self._books: dict[tuple[str, str], tuple[float, OrderBook]] = {}
+        self._inflight: dict[tuple[str, str], asyncio.Task[OrderBook]] = {}
+
+    async def book(self, exchange: str, symbol: str, max_age: float = 1.0) -> OrderBook:
+        key = (exchange, symbol)
+        hit = self._books.get(key)
+        now = time.monotonic()
+        if hit is not None and max_age > 0 and now - hit[0] <= max_age:
+            return hit[1]
+        task = self._inflight.get(key)
+        if task is None or (max_age <= 0 and task.done()):
+            task = asyncio.ensure_future(self._fetch(exchange, symbol))
+            self._inflight[key] = task
+            task.add_done_callback(lambda _t, k=key: self._inflight.pop(k, None) if self._inflight.get(k) is _t else None)
+        return await asyncio.shield(task)
+
+    async def _fetch(self, exchange: str, symbol: str) -> OrderBook:
+        started = time.monotonic()
+        breaker = self.e.breakers[exchange]
+        try:
+            book = await self.e.adapter(exchange).get_order_book(symbol, depth=self.depth)
+        except AdapterError as err:
+            # Market data failures say as much about an exchange's health as order calls.
+            if err.infrastructure:
+                breaker.record_failure(f"market data: {type(err).__name__}")
+            raise
+        breaker.record_success()
+        self._books[(exchange, symbol)] = (started, book)
+        return book
+
+    async def pair(self, coin: str, max_age: float) -> tuple[OrderBook, OrderBook]:
+        return await asyncio.gather(
+            self.book("upbit", self.e.spot_symbol(coin), max_age),
+            self.book("binance", self.e.perp_symbol(coin), max_age),
+        )
+
+    async def fx(self, max_age: float = 5.0) -> Decimal:
+        """KRW per USDT from the configured source (default: Upbit KRW-USDT mid)."""
+        source = self.e.fx_symbol
+        book = await self.book("upbit", source, max_age)
+        m = mid(book)
+        if m is None or m <= 0:
+            raise RuntimeError(f"no FX quote: the {source} book is empty")
+        return m
+
+    def cached(self, exchange: str, symbol: str) -> tuple[float, OrderBook] | None:
+        return self._books.get((exchange, symbol))
+
+
+class Reservation:
+    __slots__ = ("krw", "usdt", "released")
+
+    def __init__(self, krw: Decimal, usdt: Decimal) -> None:
+        self.krw = krw
+        self.usdt = usdt
+        self.released = False
+
+
+class Capital:
+    """Free balances and the reservations of signals in flight (SPEC §4.3 step 4)."""
+
+    def __init__(self, engine: "KimpEngine") -> None:
+        self.e = engine
+        self.krw_free = ZERO
+        self.usdt_available = ZERO
+        self.reserved_krw = ZERO
+        self.reserved_usdt = ZERO
+        self.updated = 0.0
+        self._refresh: asyncio.Task[None] | None = None
+
+    async def refresh(self) -> None:
+        balances, margin = await asyncio.gather(
+            self.e.upbit.get_balances(), self.e.binance.get_available_margin()
+        )
+        krw = balances.get("KRW")
+        self.krw_free = krw.free if krw is not None else ZERO
+        self.usdt_available = margin
+        self.updated = time.monotonic()
+
+    def refresh_soon(self) -> None:
+        """Start a background refresh; the next ``ready()`` waits for it."""
+        if self._refresh is not None and not self._refresh.done():
+            return
+        self._refresh = asyncio.ensure_future(self.refresh())
+        # ready() re-raises a failure; retrieve it here too so an engine closed before
+        # the next signal never logs "exception was never retrieved".
+        self._refresh.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+    def cancel(self) -> None:
+        if self._refresh is not None:
+            self._refresh.cancel()
+            self._refresh = None
+
+    async def ready(self) -> None:
+        task = self._refresh
+        if task is not None:
+            self._refresh = None
+            try:
+                await task
+            except Exception:
+                # A failed background refresh: try once more in the foreground; if that
+                # fails too the error reaches the caller (no sizing on unknown balances).
+                await self.refresh()
+
+    def reserve(self, krw: Decimal, usdt: Decimal) -> Reservation:
+        """Atomically (no await inside) take capital for one signal."""
+        self.reserved_krw += krw
+        self.reserved_usdt += usdt
+        return Reservation(krw, usdt)
+
+    def release(self, r: Reservation) -> None:
+        if r.released:
+            return
+        r.released = True
+        self.reserved_krw -= r.krw
+        self.reserved_usdt -= r.usdt
+
+    def snapshot(self) -> dict[str, str]:
+        return {
+            "krw_free": str(self.krw_free),
+            "usdt_available": str(self.usdt_available),
+            "reserved_krw": str(self.reserved_krw),
+            "reserved_usdt": str(self.reserved_usdt),
+        }

@@ -1,0 +1,213 @@
+"""Engine scenarios against the simulator over real sockets, with a real SQLite journal.
+
+Every scenario checks the final state through ``/_sim/ledger`` — the exchanges' view,
+independent of the engine's own — and through the journal.
+"""
+
+from __future__ import annotations
+
+import time
+from decimal import Decimal as D
+
+import pytest
+
+from kimp_fast.models import Signal
+
+LOT = D("0.001")
+
+
+def sig(i: str, action: str = "ENTER", qty: str | None = "0.01", **kw) -> Signal:
+    return Signal(id=i, action=action, coin="BTC", qty=D(qty) if qty else None,
+                  ts_ms=kw.pop("ts_ms", int(time.time() * 1000)), ttl_ms=kw.pop("ttl_ms", 10_000), **kw)
+
+
+async def assert_hedged(control, expect_spot: D | None = None) -> tuple[D, D]:
+    spot, pos = await control.exposure()
+    assert abs(spot + pos) < LOT, f"unhedged: spot {spot}, perp {pos}"
+    if expect_spot is not None:
+        assert abs(spot - expect_spot) < LOT, (spot, expect_spot)
+    return spot, pos
+
+
+async def assert_ledger_matches_journal(control, engine) -> None:
+    ledger = {o["client_id"]: o for o in await control.orders()}
+    journal = {o.client_id: o for o in engine.journal.all_orders()}
+    executed = {c for c, o in journal.items() if o.state not in ("absent", "rejected", "intent")}
+    assert set(ledger) == executed, (set(ledger) ^ executed)
+    for cid, o in ledger.items():
+        assert D(o["filled"]) == journal[cid].filled_qty, cid
+
+
+async def test_enter_then_exit_with_profit(engine_factory, control):
+    await control.market(premium=0.01, volatility=0.0)
+    async with engine_factory() as engine:
+        rep = await engine.submit(sig("e1"))
+        assert rep.status == "filled", rep.reason
+        assert rep.qty == D("0.01")
+        assert set(engine.positions()) == {"BTC"}
+        await assert_hedged(control, D("0.01"))
+        # The premium rises: the long-spot/short-perp pair gains.
+        await control.market(premium=0.03)
+        rep = await engine.submit(sig("x1", "EXIT", None))
+        assert rep.status == "filled", rep.reason
+        assert rep.realized_pnl_krw > 0
+        assert engine.positions() == {}
+        await assert_hedged(control, D(0))
+        await assert_ledger_matches_journal(control, engine)
+        assert len(await control.orders()) == 4
+
+
+async def test_exit_at_a_loss_is_refused_with_the_numbers(engine_factory, control):
+    await control.market(premium=0.02, volatility=0.0)
+    async with engine_factory() as engine:
+        assert (await engine.submit(sig("e1"))).status == "filled"
+        await control.market(premium=0.0)  # premium fell: closing now loses money
+        rep = await engine.submit(sig("x1", "EXIT", None))
+        assert rep.status == "refused"
+        assert "not profitable" in rep.reason and "KRW" in rep.reason
+        assert len(await control.orders()) == 2  # nothing sent for the EXIT
+        assert set(engine.positions()) == {"BTC"}
+
+
+async def test_binance_margin_reject_retries_then_unwinds_upbit(engine_factory, control):
+    await control.market(premium=0.01, volatility=0.0)
+    async with engine_factory() as engine:
+        await control.fault(exchange="binance", method="POST", path="/fapi/v1/order", kind="reject",
+                            code=-2019, count=10)
+        rep = await engine.submit(sig("e1"))
+        assert rep.status == "unwound", rep.reason
+        await assert_hedged(control, D(0))
+        steps = [s["step"] for s in engine.journal.recovery_steps("e1")]
+        assert steps.count("retry") == 3 and "unwind" in steps
+        bn = await control.orders("binance")
+        assert bn == []  # every Binance attempt was rejected: nothing executed there
+        assert engine.positions() == {}
+
+
+async def test_upbit_reject_retries_then_closes_the_short_reduce_only(engine_factory, control):
+    await control.market(premium=0.01, volatility=0.0)
+    async with engine_factory() as engine:
+        await control.fault(exchange="upbit", method="POST", path="/v1/orders", kind="reject",
+                            name="insufficient_funds_bid", count=10)
+        rep = await engine.submit(sig("e1"))
+        assert rep.status == "unwound", rep.reason
+        await assert_hedged(control, D(0))
+        closes = [o for o in await control.orders("binance") if o["side"].lower() == "buy"]
+        assert len(closes) == 1
+
+
+@pytest.mark.parametrize("exchange,path", [("upbit", "/v1/orders"), ("binance", "/fapi/v1/order")])
+async def test_drop_after_is_found_by_query_without_a_duplicate(engine_factory, control, exchange, path):
+    await control.market(premium=0.01, volatility=0.0)
+    async with engine_factory() as engine:
+        await control.fault(exchange=exchange, method="POST", path=path, kind="drop_after", count=1)
+        rep = await engine.submit(sig("e1"))
+        assert rep.status == "filled", rep.reason
+        await assert_hedged(control, D("0.01"))
+        assert len(await control.orders(exchange)) == 1  # found, never re-sent
+        await assert_ledger_matches_journal(control, engine)
+
+
+@pytest.mark.parametrize("executed", [True, False])
+async def test_binance_unknown_503(engine_factory, control, executed):
+    await control.market(premium=0.01, volatility=0.0)
+    async with engine_factory() as engine:
+        await control.fault(exchange="binance", method="POST", path="/fapi/v1/order", kind="unknown_503",
+                            executed=executed, count=1)
+        rep = await engine.submit(sig("e1"))
+        assert rep.status == ("filled" if executed else "recovered"), rep.reason
+        await assert_hedged(control, D("0.01"))
+        await assert_ledger_matches_journal(control, engine)
+
+
+@pytest.mark.parametrize("exchange,path", [("upbit", "/v1/orders"), ("binance", "/fapi/v1/order")])
+async def test_partial_fill_is_hedged_within_one_lot(engine_factory, control, exchange, path):
+    await control.market(premium=0.01, volatility=0.0)
+    async with engine_factory() as engine:
+        await control.fault(exchange=exchange, method="POST", path=path, kind="partial_fill",
+                            fraction=0.5, count=1)
+        rep = await engine.submit(sig("e1"))
+        assert rep.status == "recovered", rep.reason
+        await assert_hedged(control, D("0.01"))
+        assert engine.positions()["BTC"].qty == D("0.01")
+
+
+async def test_both_legs_fail_nothing_executes(engine_factory, control):
+    await control.market(premium=0.01, volatility=0.0)
+    async with engine_factory() as engine:
+        for ex, path in (("upbit", "/v1/orders"), ("binance", "/fapi/v1/order")):
+            await control.fault(exchange=ex, method="POST", path=path, kind="reject",
+                                **({"name": "insufficient_funds_bid"} if ex == "upbit" else {"code": -2019}),
+                                count=20)
+        rep = await engine.submit(sig("e1"))
+        assert rep.status == "rejected"
+        assert "no leg executed" in rep.reason
+        assert await control.orders() == []
+        assert engine.positions() == {}
+
+
+async def test_open_breaker_refuses_before_any_leg_is_sent(engine_factory, control):
+    await control.market(premium=0.01, volatility=0.0)
+    async with engine_factory(engine_kw={"market_max_age_s": 0.0}) as engine:
+        await control.fault(exchange="binance", method="GET", path="/fapi/v1/depth", kind="http_500", count=100)
+        for i in range(5):
+            rep = await engine.submit(sig(f"f{i}"))
+            assert rep.status == "rejected"  # failed fetching the book: nothing was sent
+        assert engine.breakers["binance"].state.value == "open"
+        rep = await engine.submit(sig("after"))
+        assert rep.status == "refused" and "circuit breaker" in rep.reason
+        assert await control.orders() == []
+        events = engine.journal.breaker_events()
+        assert events and events[-1]["new_state"] == "open"
+
+
+async def test_duplicate_signal_is_skipped_also_after_restart(engine_factory, control):
+    await control.market(premium=0.01, volatility=0.0)
+    async with engine_factory() as engine:
+        assert (await engine.submit(sig("e1"))).status == "filled"
+        dup = await engine.submit(sig("e1"))
+        assert dup.status == "duplicate"
+    async with engine_factory() as engine:
+        dup = await engine.submit(sig("e1"))
+        assert dup.status == "duplicate"
+        assert "filled" in dup.reason
+    assert len(await control.orders()) == 2
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"id": "m1", "action": "ENTER", "coin": "BTC", "qty": "NaN", "ts_ms": 1},
+        {"id": "m2", "action": "ENTER", "coin": "BTC", "qty": "-1", "ts_ms": 1},
+        {"id": "m3", "action": "BUY", "coin": "BTC", "qty": "0.01", "ts_ms": 1},
+        {"id": "m4", "action": "ENTER", "coin": "BTC", "ts_ms": 1},
+        {"action": "ENTER", "coin": "BTC", "qty": "0.01", "ts_ms": 1},
+        b'{"id": "m6", "action": "ENTER", "coin": "BTC", "qty": 0.01, "ts_ms": ',
+        {"id": "m7", "action": "ENTER", "coin": "DOGE", "qty": "0.01", "ts_ms": 10**13},
+        {"id": "m8", "action": "ENTER", "coin": "BTC", "qty": "1e400", "ts_ms": 10**13},
+    ],
+)
+async def test_malformed_signals_send_nothing(engine_factory, control, raw):
+    async with engine_factory() as engine:
+        rep = await engine.submit(raw)
+        assert rep.status == "rejected", rep
+        assert rep.reason
+    assert await control.orders() == []
+
+
+async def test_expired_signal_is_rejected(engine_factory, control):
+    async with engine_factory() as engine:
+        rep = await engine.submit(sig("old", ts_ms=int(time.time() * 1000) - 60_000, ttl_ms=5000))
+        assert rep.status == "rejected" and "expired" in rep.reason
+    assert await control.orders() == []
+
+
+async def test_halt_refuses_and_resume_clears(engine_factory, control):
+    await control.market(premium=0.01, volatility=0.0)
+    async with engine_factory() as engine:
+        engine.halt("maintenance")
+        assert engine.halted
+        rep = await engine.submit(sig("e1"))
+        assert rep.status == "refused" and "halted" in rep.reason
+        engine.resume()
+        assert (await engine.submit(sig("e2"))).status == "filled"
