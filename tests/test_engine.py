@@ -211,3 +211,108 @@ async def test_halt_refuses_and_resume_clears(engine_factory, control):
         assert rep.status == "refused" and "halted" in rep.reason
         engine.resume()
         assert (await engine.submit(sig("e2"))).status == "filled"
+
+
+async def test_enter_needs_a_flat_coin_and_exit_needs_a_position(engine_factory, control):
+    await control.market(premium=0.01, volatility=0.0)
+    async with engine_factory() as engine:
+        rep = await engine.submit(sig("x0", "EXIT", None))
+        assert rep.status == "refused" and "no open position" in rep.reason
+        assert (await engine.submit(sig("e1"))).status == "filled"
+        rep = await engine.submit(sig("e2"))
+        assert rep.status == "refused" and "already has an open position" in rep.reason
+    assert len(await control.orders()) == 2
+
+
+async def test_partial_exit_keeps_the_rest_hedged(engine_factory, control):
+    await control.market(premium=0.01, volatility=0.0)
+    async with engine_factory() as engine:
+        assert (await engine.submit(sig("e1", qty="0.02"))).status == "filled"
+        await control.market(premium=0.03)
+        rep = await engine.submit(sig("x1", "EXIT", "0.005"))
+        assert rep.status == "filled", rep.reason
+        assert engine.positions()["BTC"].qty == D("0.015")
+        await assert_hedged(control, D("0.015"))
+
+
+async def test_exit_upbit_sell_failure_is_retried(engine_factory, control):
+    await control.market(premium=0.01, volatility=0.0)
+    async with engine_factory() as engine:
+        assert (await engine.submit(sig("e1"))).status == "filled"
+        await control.market(premium=0.03)
+        await control.fault(exchange="upbit", method="POST", path="/v1/orders", kind="http_500", count=1)
+        rep = await engine.submit(sig("x1", "EXIT", None))
+        assert rep.status in ("filled", "recovered"), rep.reason
+        assert engine.positions() == {}
+        await assert_hedged(control, D(0))
+        await assert_ledger_matches_journal(control, engine)
+
+
+async def test_exit_binance_close_rejected_re_hedges_by_buying_spot_back(engine_factory, control):
+    await control.market(premium=0.01, volatility=0.0)
+    async with engine_factory() as engine:
+        assert (await engine.submit(sig("e1"))).status == "filled"
+        await control.market(premium=0.03)
+        await control.fault(exchange="binance", method="POST", path="/fapi/v1/order", kind="reject",
+                            code=-2022, count=10)
+        rep = await engine.submit(sig("x1", "EXIT", None))
+        # The spot sold, the short could not be closed: after the retries the spot is
+        # bought back so the position is hedged again (never left naked short).
+        assert rep.status == "unwound", rep.reason
+        await assert_hedged(control, D("0.01"))
+        assert engine.positions()["BTC"].qty == D("0.01")
+
+
+async def test_market_krw_mode_shorts_exactly_what_filled(engine_factory, control):
+    await control.market(premium=0.01, volatility=0.0)
+    async with engine_factory(execution={"upbit_buy_mode": "market_krw"}) as engine:
+        rep = await engine.submit(sig("e1", qty="0.0123"))
+        assert rep.status == "filled", rep.reason
+        spot, perp = await control.exposure()
+        assert -perp == engine.positions()["BTC"].qty
+        assert D(0) <= spot + perp < LOT  # the residual below one lot is recorded, not chased
+        assert engine.positions()["BTC"].spot_residual == spot + perp
+
+
+async def test_concurrent_signals_never_over_commit_capital(engine_factory, control, sim):
+    import asyncio
+
+    await control.market(premium=0.01, volatility=0.0)
+    async with engine_factory(execution={"coins": ["BTC"]}) as engine:
+        # Only BTC is tradeable, so concurrent ENTERs serialize per coin; the second
+        # must see the first's position and be refused, never double-spend.
+        reps = await asyncio.gather(*(engine.submit(sig(f"c{i}")) for i in range(3)))
+        statuses = sorted(r.status for r in reps)
+        assert statuses == ["filled", "refused", "refused"]
+        await assert_hedged(control, D("0.01"))
+
+
+async def test_unresolvable_order_ends_manual_required_with_halt_and_alert(engine_factory, control):
+    await control.market(premium=0.01, volatility=0.0)
+    async with engine_factory(engine_kw={"resolve_timeout_s": 0.5}) as engine:
+        # The order executes but the response is lost, and the exchange then stays down:
+        # nobody can say whether the short exists. The engine must stop and shout.
+        await control.fault(exchange="binance", method="POST", path="/fapi/v1/order", kind="drop_after", count=1)
+        await control.fault(exchange="binance", method="GET", path="/fapi/v1/order", kind="down", count=1000)
+        rep = await engine.submit(sig("e1"))
+        assert rep.status == "manual_required", rep.reason
+        assert engine.halted
+        crit = [n for n in engine.journal.notifications() if n["severity"] == "critical"]
+        assert crit, "manual_required without a critical notification"
+        await control.clear_faults()
+        rep = await engine.submit(sig("e2"))
+        assert rep.status == "refused" and "halted" in rep.reason
+
+
+async def test_restart_reconciles_a_position_mismatch_by_halting(engine_factory, control, sim_client):
+    await control.market(premium=0.01, volatility=0.0)
+    async with engine_factory() as engine:
+        assert (await engine.submit(sig("e1"))).status == "filled"
+    # Someone closes the short behind the engine's back.
+    resp = await sim_client.binance("POST", "/fapi/v1/order", {
+        "symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.01", "reduceOnly": "true",
+    })
+    assert resp.status == 200, resp
+    async with engine_factory() as engine:
+        assert engine.halted
+        assert "BTCUSDT short" in engine.halt_reason
