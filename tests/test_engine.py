@@ -316,3 +316,18 @@ async def test_restart_reconciles_a_position_mismatch_by_halting(engine_factory,
     async with engine_factory() as engine:
         assert engine.halted
         assert "BTCUSDT short" in engine.halt_reason
+
+
+async def test_risk_monitor_critical_margin_halts_new_entries(engine_factory, control):
+    await control.market(premium=0.01, volatility=0.0)
+    risk = {"margin_ratio_warning": "0.000001", "margin_ratio_critical": "0.000002"}
+    async with engine_factory(risk=risk) as engine:
+        assert (await engine.submit(sig("e1"))).status == "filled"
+        levels = await engine.check_risk()
+        assert levels["BTC"]["level"] == "critical"
+        rep = await engine.submit(sig("e2"))
+        assert rep.status == "refused" and "risk monitor" in rep.reason
+        assert any("margin critical" in n["title"] for n in engine.journal.notifications())
+        # Exits are still allowed: reducing risk is exactly what is wanted.
+        await control.market(premium=0.03)
+        assert (await engine.submit(sig("x1", "EXIT", None))).status == "filled"
