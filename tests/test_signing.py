@@ -321,3 +321,62 @@ def test_compiled_equals_pure_binance(twins, secret, params, ts, rw):
         signers[1].signed_query, params, ts, rw
     )
     assert _outcome(signers[0].sign, params) == _outcome(signers[1].sign, params)
+
+
+# ---- the compiled twin's two digest back ends ------------------------------------------------
+
+
+@pytest.fixture
+def hashlib_backend(hot_path_twins):
+    """The compiled twin with its libcrypto back end switched off (hashlib instead)."""
+    c = hot_path_twins[0].signing
+    previous = c._use_direct_digests(False)
+    yield c
+    c._use_direct_digests(previous)
+
+
+@pytest.mark.c_extension
+def test_compiled_hashlib_backend_matches_vectors_and_pyjwt(hashlib_backend):
+    c = hashlib_backend
+    for vec in BINANCE:
+        assert c.binance_signature(vec["secret"], vec["payload"]) == vec["signature"]
+        assert c.BinanceSigner("k", vec["secret"]).sign(vec["payload"]) == vec["signature"]
+    for vec in UPBIT_HASHES:
+        assert c.upbit_query_hash(vec["query"]) == vec["hash"]
+    for alg in ("HS256", "HS512"):
+        for query in (None, "market=KRW-BTC", "é=ü"):
+            expected = pyjwt_token("access", "secret-key", query, NONCE, alg)
+            assert c.UpbitSigner("access", "secret-key", alg).token(query, NONCE) == expected
+
+
+@pytest.mark.c_extension
+@FAST
+@given(secret=keys, params=st.text(max_size=300), query=st.text(max_size=300), alg=algs)
+def test_compiled_backends_agree(hot_path_twins, secret, params, query, alg):
+    c = hot_path_twins[0].signing
+    results = []
+    previous = c._use_direct_digests(True)
+    try:
+        for direct in (True, False):
+            c._use_direct_digests(direct)
+            signer = c.BinanceSigner("k", secret)
+            results.append((
+                c.binance_signature(secret, params),
+                signer.sign(params),
+                signer.signed_query(params, 1767225600000),
+                c.upbit_query_hash(query),
+                c.UpbitSigner("ak", secret, alg).token(query, NONCE),
+            ))
+    finally:
+        c._use_direct_digests(previous)
+    assert results[0] == results[1]
+
+
+@pytest.mark.c_extension
+def test_long_keys_are_hashed_first(hot_path_twins):
+    # RFC 2104: keys longer than the block (64 bytes for SHA-256, 128 for SHA-512).
+    c = hot_path_twins[0].signing
+    for key in ("k" * 64, "k" * 65, "k" * 128, "k" * 129, "é" * 100):
+        assert c.binance_signature(key, "x") == hmac.new(key.encode(), b"x", hashlib.sha256).hexdigest()
+        for alg in ("HS256", "HS512"):
+            assert c.upbit_jwt("a", key, "q", nonce=NONCE, alg=alg) == pyjwt_token("a", key, "q", NONCE, alg)

@@ -5,8 +5,16 @@ The digests stay in OpenSSL through ``hashlib``/``hmac`` (STYLE R5): what this m
 removes is the glue around them. The JWT payload is assembled, hex-encoded and
 base64url-encoded in C buffers, the nonce is formatted from a pool of ``os.urandom``
 bytes instead of a ``uuid.UUID`` object, the Binance query is built and hex-signed
-without intermediate strings, and the HMAC context keyed once in ``__init__`` is copied
-per request.
+without intermediate strings.
+
+Two digest back ends, identical results:
+
+* **direct** (when setup.py found the OpenSSL headers and libcrypto): ``_hmac_shim.h``
+  keeps the two key-padded digest states per signer and runs OpenSSL's SHA-256/512 on the
+  bytes where they are assembled (no Python objects, no EVP context copies);
+* **hashlib**: an HMAC context keyed once in ``__init__`` and copied per request.
+
+``OPENSSL_DIRECT`` says which one this build uses.
 """
 
 import hashlib as _hashlib
@@ -26,6 +34,34 @@ cdef extern from "Python.h":
     void* PyUnicode_DATA(object u)
     bint PyUnicode_IS_ASCII(object u)
     const char* PyUnicode_AsUTF8AndSize(object u, Py_ssize_t* size) except NULL
+
+
+cdef extern from "_hmac_shim.h":
+    ctypedef struct kf_hmac:
+        int alg
+    int KF_HAVE_OPENSSL
+    int kf_hmac_init(kf_hmac* h, int alg, const unsigned char* key, size_t keylen) nogil
+    int kf_hmac_sign(const kf_hmac* h, const unsigned char* msg, size_t n, unsigned char* out) nogil
+    int kf_sha512(const unsigned char* msg, size_t n, unsigned char* out) nogil
+    void kf_hmac_clear(kf_hmac* h) nogil
+
+
+OPENSSL_DIRECT = bool(KF_HAVE_OPENSSL)
+"""True when this build signs with libcrypto's digests directly (see the module docstring)."""
+
+cdef bint _direct = KF_HAVE_OPENSSL
+
+
+def _use_direct_digests(flag):
+    """Testing hook: switch new signers and the module functions between the back ends.
+
+    Returns the previous setting. Turning the direct back end on in a build without it
+    does nothing.
+    """
+    global _direct
+    previous = bool(_direct)
+    _direct = bool(flag) and KF_HAVE_OPENSSL
+    return previous
 
 
 __all__ = [
@@ -218,13 +254,26 @@ cdef str _mask(str key):
     return key[:4] + "…" if len(key) > 8 else "…"
 
 
+cdef str _hex_str(const unsigned char* digest, Py_ssize_t n):
+    out = PyUnicode_New(2 * n, 127)
+    _hex(digest, n, <char*>PyUnicode_DATA(out))
+    return <str>out
+
+
 def upbit_query_hash(query):
     """upbit_query_hash(query: str) -> str
 
     Lowercase hex SHA-512 of the exact query string (UTF-8), Upbit's ``query_hash``.
     """
+    cdef const char* q
+    cdef Py_ssize_t n
+    cdef unsigned char digest[64]
     if not isinstance(query, str):
         raise TypeError(f"query must be a str, not {type(query).__name__}")
+    if _direct:
+        q = PyUnicode_AsUTF8AndSize(query, &n)
+        if kf_sha512(<const unsigned char*>q, n, digest):
+            return _hex_str(digest, 64)
     return _sha512(PyUnicode_AsUTF8String(query)).hexdigest()
 
 
@@ -234,11 +283,23 @@ def binance_signature(secret_key, payload):
     Lowercase hex HMAC-SHA256 of ``payload`` keyed with ``secret_key`` (Binance SIGNED).
     """
     cdef bytes key = _key_bytes(secret_key, "secret_key")
+    cdef kf_hmac h
+    cdef unsigned char mac[64]
+    cdef const char* m
+    cdef Py_ssize_t n
+    cdef int ok = 0
     if not isinstance(payload, str):
         raise TypeError(f"payload must be a str, not {type(payload).__name__}")
-    mac = _new_mac(key, "sha256")
-    mac.update(PyUnicode_AsUTF8String(payload))
-    return mac.hexdigest()
+    if _direct:
+        m = PyUnicode_AsUTF8AndSize(payload, &n)
+        ok = kf_hmac_init(&h, 256, <const unsigned char*>PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key))
+        ok = ok and kf_hmac_sign(&h, <const unsigned char*>m, n, mac)
+        kf_hmac_clear(&h)
+        if ok:
+            return _hex_str(mac, 32)
+    mac_obj = _new_mac(key, "sha256")
+    mac_obj.update(PyUnicode_AsUTF8String(payload))
+    return mac_obj.hexdigest()
 
 
 def upbit_jwt(access_key, secret_key, query=None, *, nonce=None, alg="HS256"):
@@ -250,20 +311,58 @@ def upbit_jwt(access_key, secret_key, query=None, *, nonce=None, alg="HS256"):
     return UpbitSigner(access_key, secret_key, alg)._token(query, nonce)
 
 
+@cython.internal
+@cython.auto_pickle(False)
+cdef class _Keyed:
+    """The secret, prepared once: direct digest states, or a keyed hashlib HMAC context."""
+
+    cdef kf_hmac _h
+    cdef bint _direct
+    cdef object _mac_copy  # bound ``copy`` of the keyed hashlib HMAC context
+    cdef Py_ssize_t _mac_len
+
+    cdef int _key(self, bytes key, int bits) except -1:
+        self._mac_len = bits // 8
+        self._direct = _direct and kf_hmac_init(
+            &self._h, bits, <const unsigned char*>PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key)
+        )
+        if not self._direct:
+            self._mac_copy = _new_mac(key, "sha512" if bits == 512 else "sha256").copy
+        return 0
+
+    cdef int _sign_into(self, const char* msg, Py_ssize_t n, unsigned char* out) except -1:
+        """MAC of ``msg[:n]`` into ``out`` (``_mac_len`` bytes)."""
+        cdef bytes digest
+        if self._direct:
+            if kf_hmac_sign(&self._h, <const unsigned char*>msg, n, out) != self._mac_len:
+                raise RuntimeError("HMAC computation failed in libcrypto")
+            return 0
+        mac = self._mac_copy()
+        mac.update(PyBytes_FromStringAndSize(msg, n))
+        digest = mac.digest()
+        memcpy(out, PyBytes_AS_STRING(digest), self._mac_len)
+        return 0
+
+    def __dealloc__(self):
+        kf_hmac_clear(&self._h)
+
+    def __reduce__(self):
+        raise TypeError(f"{type(self).__name__} holds a secret and cannot be pickled or copied")
+
+
 # ---- Upbit ------------------------------------------------------------------------------
 
 @cython.final
 @cython.auto_pickle(False)
-cdef class UpbitSigner:
+cdef class UpbitSigner(_Keyed):
     """UpbitSigner(access_key: str, secret_key: str, alg: str = "HS256")
 
-    Upbit JWT signer with the keys prepared once. The secret lives only inside a keyed
-    HMAC context that is copied per request; the signer refuses to be pickled or copied.
+    Upbit JWT signer with the keys prepared once. The secret lives only in the prepared
+    digest states (never as an attribute); the signer refuses to be pickled or copied.
     """
 
     cdef str _access_key
     cdef str _alg
-    cdef object _mac_copy  # bound ``copy`` of the keyed HMAC context
     cdef bytes _header     # base64url(header) + "."
     cdef bytes _prefix     # '{"access_key":"...","nonce":'
 
@@ -274,7 +373,7 @@ cdef class UpbitSigner:
             raise ValueError("access_key must not be empty")
         if alg not in _DIGEST_NAMES:
             raise ValueError(f"unsupported JWT algorithm {alg!r}; expected 'HS256' or 'HS512'")
-        self._mac_copy = _new_mac(_key_bytes(secret_key, "secret_key"), _DIGEST_NAMES[alg]).copy
+        self._key(_key_bytes(secret_key, "secret_key"), 512 if alg == "HS512" else 256)
         self._alg = alg
         self._access_key = access_key
         self._header = _HEADERS[alg]
@@ -307,12 +406,13 @@ cdef class UpbitSigner:
         cdef char* payload = stack_buf
         cdef char* heap = NULL
         cdef bytes nonce_json = None
-        cdef bytes digest = None
-        cdef bytes signing_input
-        cdef bytes sig
-        cdef char* p
+        cdef bytes digest_obj = None
+        cdef unsigned char digest[64]
+        cdef unsigned char sig[64]
+        cdef bint has_query = False
+        cdef const char* q
         cdef char* o
-        cdef Py_ssize_t nonce_len, plen, pos, hlen, n, slen
+        cdef Py_ssize_t qlen, nonce_len, plen, pos, hlen, n
 
         if nonce is None:
             nonce_len = 38  # '"' + 36 + '"'
@@ -326,10 +426,17 @@ cdef class UpbitSigner:
         if query is not None and not isinstance(query, str):
             raise TypeError(f"query must be a str, not {type(query).__name__}")
         if query:  # None and "" mean "no parameters": no query_hash claims
-            digest = _sha512(PyUnicode_AsUTF8String(query)).digest()
+            has_query = True
+            if self._direct:
+                q = PyUnicode_AsUTF8AndSize(query, &qlen)
+                if not kf_sha512(<const unsigned char*>q, qlen, digest):
+                    raise RuntimeError("SHA-512 computation failed in libcrypto")
+            else:
+                digest_obj = _sha512(PyUnicode_AsUTF8String(query)).digest()
+                memcpy(digest, PyBytes_AS_STRING(digest_obj), 64)
 
         plen = PyBytes_GET_SIZE(self._prefix) + nonce_len + 1
-        if digest is not None:
+        if has_query:
             plen += PyBytes_GET_SIZE(_QH_OPEN) + 128 + PyBytes_GET_SIZE(_QH_CLOSE) - 1
         if plen > 1024:
             heap = <char*>PyMem_Malloc(plen)
@@ -346,37 +453,31 @@ cdef class UpbitSigner:
             else:
                 memcpy(payload + pos, PyBytes_AS_STRING(nonce_json), nonce_len)
             pos += nonce_len
-            if digest is None:
-                payload[pos] = 125  # '}'
-                pos += 1
-            else:
+            if has_query:
                 n = PyBytes_GET_SIZE(_QH_OPEN)
                 memcpy(payload + pos, PyBytes_AS_STRING(_QH_OPEN), n)
                 pos += n
-                _hex(<const unsigned char*>PyBytes_AS_STRING(digest), 64, payload + pos)
+                _hex(digest, 64, payload + pos)
                 pos += 128
                 n = PyBytes_GET_SIZE(_QH_CLOSE)
                 memcpy(payload + pos, PyBytes_AS_STRING(_QH_CLOSE), n)
                 pos += n
+            else:
+                payload[pos] = 125  # '}'
+                pos += 1
+            # The token is assembled in place: header.payload, signed, then .signature.
             hlen = PyBytes_GET_SIZE(self._header)
             n = hlen + _b64url_len(pos)
-            signing_input = PyBytes_FromStringAndSize(NULL, n)
-            p = PyBytes_AS_STRING(signing_input)
-            memcpy(p, PyBytes_AS_STRING(self._header), hlen)
-            _b64url(<const unsigned char*>payload, pos, p + hlen)
+            out = PyUnicode_New(n + 1 + _b64url_len(self._mac_len), 127)
+            o = <char*>PyUnicode_DATA(out)
+            memcpy(o, PyBytes_AS_STRING(self._header), hlen)
+            _b64url(<const unsigned char*>payload, pos, o + hlen)
         finally:
             if heap != NULL:
                 PyMem_Free(heap)
-
-        mac = self._mac_copy()
-        mac.update(signing_input)
-        sig = mac.digest()
-        slen = PyBytes_GET_SIZE(sig)
-        out = PyUnicode_New(n + 1 + _b64url_len(slen), 127)
-        o = <char*>PyUnicode_DATA(out)
-        memcpy(o, p, n)
+        self._sign_into(o, n, sig)
         o[n] = 46  # '.'
-        _b64url(<const unsigned char*>PyBytes_AS_STRING(sig), slen, o + n + 1)
+        _b64url(sig, self._mac_len, o + n + 1)
         return <str>out
 
     def __repr__(self):
@@ -390,21 +491,20 @@ cdef class UpbitSigner:
 
 @cython.final
 @cython.auto_pickle(False)
-cdef class BinanceSigner:
+cdef class BinanceSigner(_Keyed):
     """BinanceSigner(api_key: str, secret_key: str)
 
-    Binance HMAC-SHA256 signer with the secret prepared once (a keyed HMAC context).
+    Binance HMAC-SHA256 signer with the secret prepared once.
     """
 
     cdef str _api_key
-    cdef object _mac_copy
 
     def __init__(self, api_key, secret_key):
         if not isinstance(api_key, str):
             raise TypeError(f"api_key must be a str, not {type(api_key).__name__}")
         if not api_key:
             raise ValueError("api_key must not be empty")
-        self._mac_copy = _new_mac(_key_bytes(secret_key, "secret_key"), "sha256").copy
+        self._key(_key_bytes(secret_key, "secret_key"), 256)
         self._api_key = api_key
 
     @property
@@ -417,11 +517,14 @@ cdef class BinanceSigner:
 
         Lowercase hex HMAC-SHA256 of ``payload`` (UTF-8).
         """
+        cdef const char* m
+        cdef Py_ssize_t n
+        cdef unsigned char mac[32]
         if not isinstance(payload, str):
             raise TypeError(f"payload must be a str, not {type(payload).__name__}")
-        mac = self._mac_copy()
-        mac.update(PyUnicode_AsUTF8String(payload))
-        return mac.hexdigest()
+        m = PyUnicode_AsUTF8AndSize(payload, &n)
+        self._sign_into(m, n, mac)
+        return _hex_str(mac, 32)
 
     def signed_query(self, params, timestamp_ms, recv_window_ms=5000):
         """signed_query(self, params: str, timestamp_ms: int, recv_window_ms: int | None = 5000) -> str
@@ -430,25 +533,31 @@ cdef class BinanceSigner:
         ``&`` when ``params`` is empty, no ``recvWindow`` when ``recv_window_ms`` is None).
         """
         cdef const char* pp
-        cdef Py_ssize_t plen, mlen, pos, n
+        cdef Py_ssize_t plen, mlen, pos, n, total
         cdef long long ts, rw = 0
         cdef bint has_rw = recv_window_ms is not None
-        cdef bytes msg
-        cdef bytes digest
+        cdef bint ascii
+        cdef unsigned char mac[32]
         cdef char* m
-        cdef char* o
         if not isinstance(params, str):
             raise TypeError(f"params must be a str, not {type(params).__name__}")
         ts = _check_ms(timestamp_ms, "timestamp_ms")
         if has_rw:
             rw = _check_ms(recv_window_ms, "recv_window_ms")
         pp = PyUnicode_AsUTF8AndSize(params, &plen)
+        ascii = PyUnicode_IS_ASCII(params)
 
         mlen = plen + (1 if plen else 0) + PyBytes_GET_SIZE(_TIMESTAMP) + _digits(ts)
         if has_rw:
             mlen += PyBytes_GET_SIZE(_RECV_WINDOW) + _digits(rw) + 1
-        msg = PyBytes_FromStringAndSize(NULL, mlen)
-        m = PyBytes_AS_STRING(msg)
+        total = mlen + PyBytes_GET_SIZE(_SIGNATURE) + 64
+        # Assembled in place: ASCII (the normal case) straight into the result string.
+        if ascii:
+            out = PyUnicode_New(total, 127)
+            m = <char*>PyUnicode_DATA(out)
+        else:
+            out = PyBytes_FromStringAndSize(NULL, total)
+            m = PyBytes_AS_STRING(out)
         memcpy(m, pp, plen)
         pos = plen
         if plen:
@@ -465,23 +574,13 @@ cdef class BinanceSigner:
         memcpy(m + pos, PyBytes_AS_STRING(_TIMESTAMP), n)
         pos += n
         pos += _write_int(ts, m + pos)
-
-        mac = self._mac_copy()
-        mac.update(msg)
-        digest = mac.digest()
+        self._sign_into(m, mlen, mac)
         n = PyBytes_GET_SIZE(_SIGNATURE)
-        if PyUnicode_IS_ASCII(params):
-            out = PyUnicode_New(mlen + n + 64, 127)
-            o = <char*>PyUnicode_DATA(out)
-        else:
-            out = PyBytes_FromStringAndSize(NULL, mlen + n + 64)
-            o = PyBytes_AS_STRING(out)
-        memcpy(o, m, mlen)
-        memcpy(o + mlen, PyBytes_AS_STRING(_SIGNATURE), n)
-        _hex(<const unsigned char*>PyBytes_AS_STRING(digest), 32, o + mlen + n)
-        if PyUnicode_IS_ASCII(params):
+        memcpy(m + mlen, PyBytes_AS_STRING(_SIGNATURE), n)
+        _hex(mac, 32, m + mlen + n)
+        if ascii:
             return out
-        return PyUnicode_DecodeUTF8(o, mlen + n + 64, NULL)
+        return PyUnicode_DecodeUTF8(m, total, NULL)
 
     def __repr__(self):
         return f"BinanceSigner(api_key={_mask(self._api_key)!r})"
