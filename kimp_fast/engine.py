@@ -104,6 +104,7 @@ class KimpEngine:
         self._risk_halt = ""
         self._risk_level: dict[str, str] = {}
         self._open = False
+        self._positions: dict[str, HedgedPosition] | None = None
         self.fx_symbol = config.execution.fx_symbol
 
     # -- wiring ---------------------------------------------------------------------
@@ -242,8 +243,11 @@ class KimpEngine:
         self._notify(Severity.WARNING, "engine resumed", f"kill switch cleared by {source}")
 
     def positions(self) -> dict[str, HedgedPosition]:
-        assert self.journal is not None
-        return self.journal.positions()
+        """Open hedged positions by coin (the journal's, cached: only this engine writes them)."""
+        if self._positions is None:
+            assert self.journal is not None
+            self._positions = self.journal.positions()
+        return dict(self._positions)
 
     def status(self) -> dict[str, Any]:
         halted, reason, _ = self.journal.halt_state() if self.journal else (False, "", 0)
@@ -393,6 +397,8 @@ class KimpEngine:
 
     def _finish(self, report: ExecutionReport, **kw: Any) -> None:
         self.journal.finish_signal(report, **kw)
+        if kw.get("position") is not None or kw.get("clear_position") is not None:
+            self._positions = None  # re-read once from the journal
         sev = Severity.INFO
         if report.status in ("recovered", "unwound"):
             sev = Severity.WARNING

@@ -61,16 +61,26 @@ class MarketData:
         self._books[(exchange, symbol)] = (started, book)
         return book
 
+    def fresh(self, exchange: str, symbol: str, max_age: float) -> OrderBook | None:
+        """The cached book if it is at most ``max_age`` seconds old (no await)."""
+        hit = self._books.get((exchange, symbol))
+        if hit is not None and max_age > 0 and time.monotonic() - hit[0] <= max_age:
+            return hit[1]
+        return None
+
     async def pair(self, coin: str, max_age: float) -> tuple[OrderBook, OrderBook]:
-        return await asyncio.gather(
-            self.book("upbit", self.e.spot_symbol(coin), max_age),
-            self.book("binance", self.e.perp_symbol(coin), max_age),
-        )
+        spot, perp = self.e.spot_symbol(coin), self.e.perp_symbol(coin)
+        # Fast path: both cached and fresh — no tasks, no scheduling on the order path.
+        ub = self.fresh("upbit", spot, max_age)
+        bb = self.fresh("binance", perp, max_age)
+        if ub is not None and bb is not None:
+            return ub, bb
+        return await asyncio.gather(self.book("upbit", spot, max_age), self.book("binance", perp, max_age))
 
     async def fx(self, max_age: float = 5.0) -> Decimal:
         """KRW per USDT from the configured source (default: Upbit KRW-USDT mid)."""
         source = self.e.fx_symbol
-        book = await self.book("upbit", source, max_age)
+        book = self.fresh("upbit", source, max_age) or await self.book("upbit", source, max_age)
         m = mid(book)
         if m is None or m <= 0:
             raise RuntimeError(f"no FX quote: the {source} book is empty")
