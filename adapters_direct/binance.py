@@ -560,16 +560,31 @@ class BinanceUsdm(PerpAdapter):
         return (await self._account()).available_balance
 
     async def get_position(self, symbol: str) -> Position:
-        """``GET /fapi/v3/positionRisk?symbol=`` plus ``/fapi/v3/account`` (margin balance),
-        concurrently (weight 10). Leverage / margin type come from the row when the
-        exchange sends them, else from this adapter's last successful set call (0 / "")."""
+        """``GET /fapi/v3/positionRisk?symbol=`` and ``/fapi/v3/account`` (margin balance),
+        concurrently (weight 10). Leverage and margin type are not in v3 rows: they come
+        from ``GET /fapi/v1/symbolConfig`` the first time (weight 5, then cached and kept
+        current by :meth:`set_leverage` / :meth:`set_margin_type`)."""
         params = encode_query((("symbol", symbol),))
 
         async def _risk() -> list[S.BnPositionRisk]:
             resp = await self._signed("GET", "/fapi/v3/positionRisk", params, weight=5)
             return self._decode(S.decode_bn_position_risk, resp)
 
-        rows, account = await asyncio.gather(_risk(), self._account())
+        async def _config() -> None:
+            if symbol in self._leverage and symbol in self._margin_type:
+                return
+            try:
+                resp = await self._signed("GET", "/fapi/v1/symbolConfig", params, weight=5)
+                rows = self._decode(S.decode_bn_symbol_config, resp)
+            except (Rejected, OutcomeUnknown) as exc:  # informational only
+                log.info("binance %s: symbolConfig unavailable (%s)", symbol, exc)
+                return
+            for c in rows:
+                if c.symbol == symbol:
+                    self._leverage.setdefault(symbol, c.leverage)
+                    self._margin_type.setdefault(symbol, c.margin_type.upper())
+
+        rows, account, _ = await asyncio.gather(_risk(), self._account(), _config())
         row = next((r for r in rows if r.symbol == symbol and r.position_side in ("BOTH", "")), None)
         if row is None:
             row = next((r for r in rows if r.symbol == symbol), None)
@@ -577,7 +592,10 @@ class BinanceUsdm(PerpAdapter):
         margin_type = self._margin_type.get(symbol, "")
         if row is None:
             return Position(
-                symbol=symbol, qty=_ZERO, leverage=leverage, margin_type=margin_type,
+                symbol=symbol,
+                qty=_ZERO,
+                leverage=leverage,
+                margin_type=margin_type,
                 margin_balance=account.total_margin_balance,
             )
         return Position(

@@ -206,6 +206,14 @@ class BnPositionRisk(msgspec.Struct, rename="camel", gc=False):
     margin_type: str | None = None
 
 
+class BnSymbolConfig(msgspec.Struct, rename="camel", gc=False):
+    """One row of ``GET /fapi/v1/symbolConfig`` (leverage and margin type per symbol)."""
+
+    symbol: str
+    leverage: int = 0
+    margin_type: str = ""
+
+
 class BnAccount(msgspec.Struct, rename="camel", gc=False):
     """``GET /fapi/v3/account`` totals."""
 
@@ -279,6 +287,7 @@ decode_bn_exchange_info = msgspec.json.Decoder(BnExchangeInfo).decode
 decode_bn_depth = msgspec.json.Decoder(BnDepth).decode
 decode_bn_book_ticker = msgspec.json.Decoder(BnBookTicker).decode
 decode_bn_position_risk = msgspec.json.Decoder(list[BnPositionRisk]).decode
+decode_bn_symbol_config = msgspec.json.Decoder(list[BnSymbolConfig]).decode
 decode_bn_account = msgspec.json.Decoder(BnAccount).decode
 decode_bn_balances = msgspec.json.Decoder(list[BnBalance]).decode
 decode_bn_leverage = msgspec.json.Decoder(BnLeverage).decode

@@ -136,6 +136,11 @@ def _parse_ts_ms(created_at: str | None) -> int:
         return 0
 
 
+def _plain(d: Decimal) -> Decimal:
+    """A whole-number quotient as an integer Decimal (``140835000``, not ``1.40835E+8``)."""
+    return d.to_integral_value() if d == d.to_integral_value() else d
+
+
 def _status(o: S.UpbitOrder) -> str:
     """Upbit state -> OrderResult.status.
 
@@ -171,11 +176,11 @@ def order_result(o: S.UpbitOrder, client_id: str = "") -> OrderResult:
         vol = sum((t.volume for t in o.trades), _ZERO)
         quote = sum((t.funds for t in o.trades), _ZERO)
         if vol > 0:
-            avg = quote / vol
+            avg = _plain(quote / vol)
     elif o.executed_funds is not None:
         quote = o.executed_funds
         if filled > 0:
-            avg = quote / filled
+            avg = _plain(quote / filled)
     quote_ccy, _, _ = o.market.partition("-")
     return OrderResult(
         exchange="upbit",
