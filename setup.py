@@ -3,6 +3,9 @@
 * ``KIMP_FAST_NO_EXTENSIONS=1`` (also true/yes/on): pure-Python build, no Cython, no compiler.
 * ``KIMP_FAST_REQUIRE_EXTENSIONS=1``: a failed compile is an error (CI), not a fallback.
 * ``KIMP_FAST_CYTHON_TRACE=1``: line tracing for profiling/coverage of the compiled code.
+* ``KIMP_FAST_NO_OPENSSL=1``: do not link libcrypto into the signing extension (it then
+  uses hashlib; by default libcrypto is used when its headers are found, see
+  ``kimp_fast/_speedups/_hmac_shim.h``).
 
 Without a working compiler a normal build warns loudly and installs the pure twins, which
 behave identically (only slower); ``kimp_fast.USE_EXTENSIONS`` then reports False.
@@ -13,6 +16,7 @@ from __future__ import annotations
 import glob
 import os
 import sys
+import tempfile
 
 from setuptools import setup
 from setuptools.command.build_ext import build_ext
@@ -27,6 +31,7 @@ def _flag(name: str) -> bool:
 
 NO_EXTENSIONS = _flag("KIMP_FAST_NO_EXTENSIONS") or sys.implementation.name != "cpython"
 REQUIRE_EXTENSIONS = _flag("KIMP_FAST_REQUIRE_EXTENSIONS")
+NO_OPENSSL = _flag("KIMP_FAST_NO_OPENSSL")
 CYTHON_TRACE = _flag("KIMP_FAST_CYTHON_TRACE")
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -41,7 +46,10 @@ def _extensions():
     speedups = os.path.join("kimp_fast", "_speedups")
     for pyx in sorted(glob.glob(os.path.join(speedups, "*_c.pyx"))):
         mod = pyx[:-4].replace(os.sep, ".")
-        exts.append(Extension(mod, [pyx], define_macros=macros, extra_compile_args=cflags))
+        depends = glob.glob(os.path.join(speedups, "*.h"))  # shipped in the sdist, not the wheel
+        exts.append(
+            Extension(mod, [pyx], define_macros=list(macros), extra_compile_args=cflags, depends=depends)
+        )
     # "One source compiled twice" (STYLE R4): a ``_x_c.pxd`` without a ``_x_c.pyx`` augments
     # the pure twin ``_x_py.py``, which Cython compiles again as module ``_x_c``.
     for pxd in sorted(glob.glob(os.path.join(speedups, "*_c.pxd"))):
@@ -62,6 +70,19 @@ def _extensions():
     return cythonize(exts, compiler_directives=directives, quiet=True)
 
 
+_OPENSSL_PROBE = """
+#define OPENSSL_SUPPRESS_DEPRECATED 1
+#include <openssl/crypto.h>
+#include <openssl/sha.h>
+int main(void) {
+    SHA256_CTX c; unsigned char d[64];
+    int ok = SHA256_Init(&c) && SHA256_Final(d, &c) && SHA512((const unsigned char *)"", 0, d) != 0;
+    OPENSSL_cleanse(d, sizeof d);
+    return !ok;
+}
+"""
+
+
 class OptionalBuildExt(build_ext):
     """Fall back to the pure twins when compiling fails, unless extensions are required."""
 
@@ -72,10 +93,31 @@ class OptionalBuildExt(build_ext):
             self._fallback(exc)
 
     def build_extension(self, ext):
+        if ext.name.endswith("._signing_c") and self._have_openssl():
+            ext.define_macros.append(("KIMP_FAST_OPENSSL", "1"))
+            ext.libraries.append("crypto")
         try:
             super().build_extension(ext)
         except Exception as exc:
             self._fallback(exc)
+
+    def _have_openssl(self):
+        """Can we compile and link against libcrypto? (headers may be missing: then no)."""
+        if NO_OPENSSL:
+            return False
+        with tempfile.TemporaryDirectory() as tmp:
+            src = os.path.join(tmp, "probe.c")
+            with open(src, "w") as f:
+                f.write(_OPENSSL_PROBE)
+            try:
+                objs = self.compiler.compile([src], output_dir=tmp)
+                self.compiler.link_executable(objs, os.path.join(tmp, "probe"), libraries=["crypto"])
+            except Exception:
+                print("* kimp-fast: OpenSSL headers/libcrypto not found; signing uses hashlib")
+                return False
+        print("* kimp-fast: signing links libcrypto directly")
+        return True
+
 
     def _fallback(self, exc):
         if REQUIRE_EXTENSIONS:
