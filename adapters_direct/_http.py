@@ -31,6 +31,7 @@ __all__ = [
     "AdapterOptions",
     "Response",
     "Transport",
+    "default_limiter",
     "parse_retry_after",
     "periodic",
 ]
@@ -90,6 +91,9 @@ class AdapterOptions(msgspec.Struct, kw_only=True, frozen=True):
     jwt_alg: str = "HS256"
     #: share of each bucket kept for ``reserved=True`` (hedge repair / unwind); None = limiter default
     reserved_share: float | None = None
+    #: added to every window of the default limiter: the exchange counts by *arrival*,
+    #: and a request delayed on its way can land in the next window's first moments
+    rate_period_guard_s: float = 0.05
     #: honour HTTP(S)_PROXY environment variables
     trust_env: bool = False
     user_agent: str = f"kimp-fast/{_VERSION}"
@@ -99,7 +103,7 @@ class AdapterOptions(msgspec.Struct, kw_only=True, frozen=True):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
                 raise ValueError(f"{name}: expected a positive number of seconds, got {v!r}")
-        for name in ("max_rate_wait_s", "rules_refresh_s", "keepwarm_s"):
+        for name in ("max_rate_wait_s", "rules_refresh_s", "keepwarm_s", "rate_period_guard_s"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
                 raise ValueError(f"{name}: expected a number of seconds >= 0, got {v!r}")
@@ -123,6 +127,20 @@ class AdapterOptions(msgspec.Struct, kw_only=True, frozen=True):
             syms = kw["symbols"]
             kw["symbols"] = (syms,) if isinstance(syms, str) else tuple(syms)
         return cls(**kw)
+
+
+def default_limiter(exchange: str, options: AdapterOptions) -> Any:
+    """The exchange's documented budgets (``kimp_fast.ratelimit``), each window widened by
+    ``rate_period_guard_s``."""
+    from kimp_fast._speedups._ratelimit_py import BINANCE_BUCKETS, UPBIT_BUCKETS  # the preset data
+    from kimp_fast.ratelimit import RateLimiter
+
+    preset = UPBIT_BUCKETS if exchange == "upbit" else BINANCE_BUCKETS
+    guard = options.rate_period_guard_s
+    kw: dict[str, Any] = {"buckets": {name: (cap, period + guard) for name, (cap, period) in preset.items()}}
+    if options.reserved_share is not None:
+        kw["reserved_share"] = options.reserved_share
+    return RateLimiter(exchange, **kw)
 
 
 class Response:
@@ -277,7 +295,9 @@ class Transport:
             retry_after=max(delay, 0.0),
         )
 
-    def rate_limited(self, resp: Response, code: int | str | None, message: str) -> RateLimited:
+    def rate_limited(
+        self, resp: Response, code: int | str | None, message: str, *, client_id: str | None = None
+    ) -> RateLimited:
         """Feed a 429/418 into the limiter and build the error to raise."""
         retry_after = parse_retry_after(resp.headers)
         delay = self.limiter.on_rate_limited(resp.status, retry_after)
@@ -289,6 +309,7 @@ class Transport:
             status=resp.status,
             retry_after=max(float(delay or 0.0), retry_after or 0.0),
             banned=banned,
+            client_id=client_id,
         )
 
     # -- sending ---------------------------------------------------------------------------

@@ -42,11 +42,10 @@ from kimp_fast.models import (
     SymbolRules,
 )
 from kimp_fast.orders import encode_binance_order, encode_query
-from kimp_fast.ratelimit import RateLimiter
 from kimp_fast.signing import BinanceSigner
 
 from . import schemas as S
-from ._http import CONNECTION_LOST, AdapterOptions, Response, Transport, now_ms, periodic
+from ._http import CONNECTION_LOST, AdapterOptions, Response, Transport, default_limiter, now_ms, periodic
 from .base import PerpAdapter
 from .client_ids import is_valid_binance_client_id
 from .errors import (
@@ -208,8 +207,7 @@ class BinanceUsdm(PerpAdapter):
         opts = AdapterOptions.from_kwargs(options)
         limiter = options.get("rate_limiter")
         if limiter is None:
-            kw = {} if opts.reserved_share is None else {"reserved_share": opts.reserved_share}
-            limiter = RateLimiter("binance", **kw)
+            limiter = default_limiter("binance", opts)
         self.options = opts
         self._signer = BinanceSigner(api_key, secret_key)
         self._key_header = {"X-MBX-APIKEY": api_key}
@@ -369,7 +367,7 @@ class BinanceUsdm(PerpAdapter):
             # -1003 / -1015 may come with another status: treat as a 429.
             status = resp.status if resp.status in (429, 418) else 429
             retry = Response(status, resp.headers, resp.body)
-            return self._t.rate_limited(retry, code, msg or "Binance rate limit")
+            return self._t.rate_limited(retry, code, msg or "Binance rate limit", client_id=client_id)
         return binance_error(resp, client_id=client_id)
 
     async def _resync_after_skew(self, err: AdapterError) -> None:

@@ -31,11 +31,10 @@ import msgspec
 
 from kimp_fast.models import Balance, BookLevel, OrderBook, OrderRequest, OrderResult, SymbolRules
 from kimp_fast.orders import encode_query, encode_upbit_order, raw_query, upbit_tick_size
-from kimp_fast.ratelimit import RateLimiter
 from kimp_fast.signing import UpbitSigner
 
 from . import schemas as S
-from ._http import CONNECTION_LOST, AdapterOptions, Response, Transport, periodic
+from ._http import CONNECTION_LOST, AdapterOptions, Response, Transport, default_limiter, periodic
 from .base import SpotAdapter
 from .client_ids import is_valid_upbit_identifier
 from .errors import (
@@ -232,8 +231,7 @@ class UpbitSpot(SpotAdapter):
         opts = AdapterOptions.from_kwargs(options)
         limiter = options.get("rate_limiter")
         if limiter is None:
-            kw = {} if opts.reserved_share is None else {"reserved_share": opts.reserved_share}
-            limiter = RateLimiter("upbit", **kw)
+            limiter = default_limiter("upbit", opts)
         self.options = opts
         self._signer = UpbitSigner(api_key, secret_key, opts.jwt_alg)
         self._t = Transport("upbit", base_url or UPBIT_URL, opts, limiter)
@@ -333,7 +331,8 @@ class UpbitSpot(SpotAdapter):
             if 200 <= resp.status < 300:
                 return resp
             if resp.status in (429, 418):
-                raise self._t.rate_limited(resp, _error_name(resp), "Upbit rate limit")
+                name, message = _error_name_message(resp)
+                raise self._t.rate_limited(resp, name, message or "Upbit rate limit", client_id=client_id)
             raise upbit_error(resp, client_id=client_id)
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -614,9 +613,9 @@ class UpbitSpot(SpotAdapter):
         )
 
 
-def _error_name(resp: Response) -> str | None:
+def _error_name_message(resp: Response) -> tuple[str | None, str]:
     try:
-        name = S.decode_upbit_error(resp.body).error.name
+        err = S.decode_upbit_error(resp.body).error
     except (msgspec.DecodeError, msgspec.ValidationError):
-        return None
-    return None if name is None else str(name)
+        return None, ""
+    return (None if err.name is None else str(err.name)), err.message or ""

@@ -476,9 +476,9 @@ class BinanceExchange:
             raise BinanceError(-2019, "Margin is insufficient.")
         if client_id is not None:
             for other in s.binance_by_client.get(client_id, ()):
-                if other.is_open:
+                if other.is_open:  # only the orders that carried this id: a short list
                     raise BinanceError(-4116, "ClientOrderId is duplicated.")
-        if sum(1 for o in s.binance_by_id.values() if o.is_open and o.symbol == sym) >= _MAX_OPEN_ORDERS:
+        if sum(1 for o in s.binance_open.values() if o.symbol == sym) >= _MAX_OPEN_ORDERS:
             raise BinanceError(-2025, "Reach max open order limit.")
         # post-only / FOK decided before anything is recorded (Binance does not record them)
         book = s.market
@@ -525,6 +525,7 @@ class BinanceExchange:
             else:
                 order.state = "PARTIALLY_FILLED" if order.filled else "NEW"
         order.updated_ms = s.clock.wall_ms()
+        s.sync_open(order)
         return order
 
     def _apply_fills(self, o: SimOrder, fills: list[tuple[Decimal, Decimal]], *, maker: bool) -> None:
@@ -577,21 +578,23 @@ class BinanceExchange:
             raise BinanceError(-2011, "Unknown order sent.")
         order.state = "CANCELED"
         order.updated_ms = self.s.clock.wall_ms()
+        self.s.sync_open(order)
         return self._json(self.order_json(order))
 
     def cancel_all(self, ctx: Ctx, params: dict[str, str]) -> Reply:
         sym = self._symbol(params)
         now = self.s.clock.wall_ms()
-        for o in self.s.binance_by_id.values():
-            if o.symbol == sym and o.is_open:
+        for o in list(self.s.binance_open.values()):
+            if o.symbol == sym:
                 o.state = "CANCELED"
                 o.updated_ms = now
+                self.s.sync_open(o)
         return self._json({"code": 200, "msg": "The operation of cancel all open order is done."})
 
     def open_orders(self, ctx: Ctx, params: dict[str, str]) -> Reply:
         sym = self._symbol(params, required=False)
-        rows = [self.order_json(o, query=True) for o in self.s.binance_by_id.values()
-                if o.is_open and (sym is None or o.symbol == sym)]
+        rows = [self.order_json(o, query=True) for o in self.s.binance_open.values()
+                if sym is None or o.symbol == sym]
         return self._json(rows)
 
     def all_orders(self, ctx: Ctx, params: dict[str, str]) -> Reply:
@@ -608,8 +611,8 @@ class BinanceExchange:
         if not moved:
             return
         # resting LIMIT orders fill as makers, at their price, when the market reaches them
-        for o in list(s.binance_by_id.values()):
-            if not o.is_open or o.type != "LIMIT":
+        for o in list(s.binance_open.values()):
+            if o.type != "LIMIT":
                 continue
             best_bid, best_ask = s.market.best(o.symbol)
             if (o.side == "buy" and best_ask <= o.price) or (o.side == "sell" and best_bid >= o.price):  # type: ignore[operator]
@@ -618,6 +621,7 @@ class BinanceExchange:
                     pos = s.binance.position(o.symbol).qty
                     if pos == 0 or (pos > 0) == (o.side == "buy"):
                         o.state = "EXPIRED"
+                        s.sync_open(o)
                         continue
                     remaining = min(remaining, abs(pos))
                 got = s.market.take(o.symbol, o.side, qty=remaining, limit=o.price)
@@ -625,6 +629,7 @@ class BinanceExchange:
                     qty = sum((q for _, q in got), ZERO)
                     self._apply_fills(o, [(o.price, qty)], maker=True)  # type: ignore[list-item]
                     o.state = "FILLED" if o.filled >= o.qty else "PARTIALLY_FILLED"  # type: ignore[operator]
+                    s.sync_open(o)
         self._check_liquidation()
 
     def _charge_funding(self) -> None:
@@ -675,7 +680,7 @@ class BinanceExchange:
     def _position_rows(self, *, v2: bool) -> list[dict[str, Any]]:
         s = self.s
         rows = []
-        open_syms = {o.symbol for o in s.binance_by_id.values() if o.is_open}
+        open_syms = {o.symbol for o in s.binance_open.values()}
         for sym in self.rules:
             pos = s.binance.position(sym)
             if not v2 and not pos.qty and sym not in open_syms:
@@ -824,7 +829,7 @@ class BinanceExchange:
         pos = self.s.binance.position(sym)
         if pos.margin_type == mt:
             raise BinanceError(-4046, "No need to change margin type.")
-        if any(o.is_open and o.symbol == sym for o in self.s.binance_by_id.values()):
+        if any(o.symbol == sym for o in self.s.binance_open.values()):
             raise BinanceError(-4047, "Margin type cannot be changed if there exists open orders.")
         if pos.qty:
             raise BinanceError(-4048, "Margin type cannot be changed if there exists position.")
@@ -842,7 +847,7 @@ class BinanceExchange:
         acct = self.s.binance
         if want == acct.dual_side:
             raise BinanceError(-4059, "No need to change position side.")
-        if any(o.is_open for o in self.s.binance_by_id.values()):
+        if self.s.binance_open:
             raise BinanceError(-4067, "Position side cannot be changed if there exists open orders.")
         if any(p.qty for p in acct.positions.values()):
             raise BinanceError(-4068, "Position side cannot be changed if there exists position.")

@@ -20,7 +20,8 @@ import math
 import random
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Mapping
+from itertools import islice
+from typing import Any, Iterator, Mapping, NamedTuple
 
 from .clock import SimClock
 from .config import MarketParams
@@ -55,6 +56,14 @@ BINANCE_SYMBOLS = ("BTCUSDT",)
 Level = tuple[int, int]  # (price units, size units)
 
 
+class _Shape(NamedTuple):
+    version: int
+    bid0: int  # best bid, price units
+    ask0: int
+    step: int  # distance between levels, price units
+    per_level: float  # mean size per level, size units
+
+
 class Market:
     """Order books for KRW-BTC, KRW-USDT and BTCUSDT driven by one seeded process."""
 
@@ -74,7 +83,7 @@ class Market:
         self._t0 = clock.mono()
         self._k = 0
         self.version = 0
-        self._base: dict[str, tuple[int, list[Level], list[Level], int]] = {}
+        self._shapes: dict[str, _Shape] = {}
         # consumed liquidity per (symbol, side-of-book): [units, mono time of last update]
         self._depl: dict[tuple[str, str], list[float]] = {}
 
@@ -153,8 +162,8 @@ class Market:
             return self.fx
         # Priced off the KRW-USDT *book* mid (not the raw process value), so the premium a
         # client computes from the three books is the configured one to within a tick.
-        _, bids, asks, _ = self._base_book("KRW-USDT")
-        usdt_mid = (bids[0][0] + asks[0][0]) / 2.0 * float(SPECS["KRW-USDT"].price_unit)
+        usdt = self._shape("KRW-USDT")
+        usdt_mid = (usdt.bid0 + usdt.ask0) / 2.0 * float(SPECS["KRW-USDT"].price_unit)
         return self.btc * usdt_mid * (1.0 + self.prem)
 
     def tick_units(self, symbol: str) -> int:
@@ -163,32 +172,24 @@ class Market:
             return max(1, int(krw_tick(Decimal(int(self._mid(symbol)))) / spec.price_unit))
         return 1
 
-    def _base_book(self, symbol: str) -> tuple[int, list[Level], list[Level], int]:
-        cached = self._base.get(symbol)
-        if cached is not None and cached[0] == self.version:
+    def _shape(self, symbol: str) -> _Shape:
+        """Where the levels are (cached per market version); levels themselves are
+        generated on demand, so a deep book costs only what a request reads of it."""
+        cached = self._shapes.get(symbol)
+        if cached is not None and cached.version == self.version:
             return cached
         p = self.params
         spec = SPECS[symbol]
-        unit = float(spec.price_unit)
-        mid_u = self._mid(symbol) / unit
+        mid_u = self._mid(symbol) / float(spec.price_unit)
         tick = self.tick_units(symbol)
         spread = max(tick, round(mid_u * p.spread_bps / 1e4 / tick) * tick)
         bid0 = math.floor((mid_u - spread / 2.0) / tick) * tick
-        ask0 = bid0 + spread
         step = max(tick, round(mid_u * p.level_step_bps / 1e4 / tick) * tick)
         depth = p.depth_usdt if spec.base == "USDT" else p.depth_btc
         per_level = depth / UPBIT_LEVELS / float(spec.size_unit)
-        jb, ja = self._jitter[(symbol, "bid")], self._jitter[(symbol, "ask")]
-        asks = [(ask0 + i * step, max(1, int(per_level * ja[i]))) for i in range(spec.levels)]
-        bids = []
-        for i in range(spec.levels):
-            price = bid0 - i * step
-            if price <= 0:
-                break
-            bids.append((price, max(1, int(per_level * jb[i]))))
-        built = (self.version, bids, asks, tick)
-        self._base[symbol] = built
-        return built
+        shape = _Shape(self.version, bid0, bid0 + spread, step, per_level)
+        self._shapes[symbol] = shape
+        return shape
 
     def _depletion(self, symbol: str, side: str) -> int:
         d = self._depl.get((symbol, side))
@@ -203,32 +204,37 @@ class Market:
         d[1] = now
         return int(d[0])
 
-    @staticmethod
-    def _strip(levels: list[Level], consumed: int) -> list[Level]:
-        if consumed <= 0:
-            return levels
-        out: list[Level] = []
-        i = 0
-        n = len(levels)
-        while i < n and consumed > 0:
-            price, size = levels[i]
-            if size > consumed:
-                out.append((price, size - consumed))
+    def _side(self, symbol: str, book_side: str) -> Iterator[Level]:
+        """Levels of one side ("bid"/"ask"), best first, net of consumed liquidity."""
+        shape = self._shape(symbol)
+        jitter = self._jitter[(symbol, book_side)]
+        per_level = shape.per_level
+        consumed = self._depletion(symbol, book_side)
+        if book_side == "ask":
+            price, step = shape.ask0, shape.step
+        else:
+            price, step = shape.bid0, -shape.step
+        for j in jitter:
+            if price <= 0:
+                return
+            size = int(per_level * j) or 1
+            if consumed:
+                if size <= consumed:
+                    consumed -= size
+                    price += step
+                    continue
+                size -= consumed
                 consumed = 0
-            else:
-                consumed -= size
-            i += 1
-        out.extend(levels[i:])
-        return out
+            yield price, size
+            price += step
 
-    def levels(self, symbol: str) -> tuple[list[Level], list[Level]]:
-        """Current (bids, asks) in integer units, best first, after consumed liquidity."""
+    def levels(self, symbol: str, depth: int = UPBIT_LEVELS) -> tuple[list[Level], list[Level]]:
+        """Top ``depth`` (bids, asks) in integer units, best first, after consumed liquidity."""
         self.advance()
-        _, bids, asks, _ = self._base_book(symbol)
-        return self._strip(bids, self._depletion(symbol, "bid")), self._strip(asks, self._depletion(symbol, "ask"))
+        return (list(islice(self._side(symbol, "bid"), depth)), list(islice(self._side(symbol, "ask"), depth)))
 
     def best(self, symbol: str) -> tuple[Decimal, Decimal]:
-        bids, asks = self.levels(symbol)
+        bids, asks = self.levels(symbol, 1)
         u = SPECS[symbol].price_unit
         return Decimal(bids[0][0]) * u, Decimal(asks[0][0]) * u
 
@@ -239,17 +245,17 @@ class Market:
     def mark_price(self, symbol: str = "BTCUSDT") -> Decimal:
         """Binance mark price: the process mid (independent of our own consumption)."""
         self.advance()
-        _, bids, asks, _ = self._base_book(symbol)
+        shape = self._shape(symbol)
         u = SPECS[symbol].price_unit
-        return (Decimal(bids[0][0] + asks[0][0]) * u / 2).quantize(Decimal("0.00000001"))
+        return (Decimal(shape.bid0 + shape.ask0) * u / 2).quantize(Decimal("0.00000001"))
 
     def book_decimal(self, symbol: str, depth: int) -> tuple[list[tuple[Decimal, Decimal]], list[tuple[Decimal, Decimal]]]:
         spec = SPECS[symbol]
-        bids, asks = self.levels(symbol)
+        bids, asks = self.levels(symbol, depth)
         pu, su = spec.price_unit, spec.size_unit
         return (
-            [(Decimal(p) * pu, Decimal(s) * su) for p, s in bids[:depth]],
-            [(Decimal(p) * pu, Decimal(s) * su) for p, s in asks[:depth]],
+            [(Decimal(p) * pu, Decimal(s) * su) for p, s in bids],
+            [(Decimal(p) * pu, Decimal(s) * su) for p, s in asks],
         )
 
     def premium(self) -> Decimal:
@@ -285,8 +291,8 @@ class Market:
         Consumed liquidity is removed unless ``dry_run``.
         """
         spec = SPECS[symbol]
-        bids, asks = self.levels(symbol)
-        book = asks if side == "buy" else bids
+        self.advance()
+        book = self._side(symbol, "ask" if side == "buy" else "bid")
         pu, su = spec.price_unit, spec.size_unit
         limit_u = None if limit is None else limit / pu
         want_u = None if qty is None else int(qty / su)
@@ -325,8 +331,8 @@ class Market:
     def visible_totals(self, symbol: str, side: str, levels: int = UPBIT_LEVELS) -> tuple[Decimal, Decimal]:
         """(base, quote) available to a taker on ``side`` within the top ``levels`` levels."""
         spec = SPECS[symbol]
-        bids, asks = self.levels(symbol)
-        book = (asks if side == "buy" else bids)[:levels]
+        bids, asks = self.levels(symbol, levels)
+        book = asks if side == "buy" else bids
         qty_u = sum(s for _, s in book)
         quote_u = sum(p * s for p, s in book)
         return Decimal(qty_u) * spec.size_unit, Decimal(quote_u) * spec.price_unit * spec.size_unit

@@ -150,7 +150,7 @@ class SimApp:
         except _Dropped:
             raise asyncio.CancelledError() from None  # aiohttp then writes nothing
         service = time.perf_counter_ns() - t0 - slept_ns
-        st.service_ns.append(service)
+        st.service_ns.append((method + " " + path, service))
         log["service_us"] = service // 1000
         return resp
 

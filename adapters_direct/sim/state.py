@@ -41,7 +41,8 @@ class SimState:
         self.binance_limiter = BinanceLimiter(config.limits)
         self.requests: deque[dict[str, Any]] = deque(maxlen=config.request_log_size)
         self.request_seq = 0
-        self.service_ns: deque[int] = deque(maxlen=100_000)
+        # (route key, nanoseconds) of the simulator's own time per exchange request
+        self.service_ns: deque[tuple[str, int]] = deque(maxlen=200_000)
         self.upbit_delay_ms = float(config.upbit_delay_ms)
         self.binance_delay_ms = float(config.binance_delay_ms)
         self._reset_accounts()
@@ -57,6 +58,9 @@ class SimState:
         self.upbit_by_identifier: dict[str, SimOrder] = {}
         self.upbit_used_identifiers: set[str] = set()
         self.binance_by_id: dict[int, SimOrder] = {}
+        # open orders only, so per-request work never grows with the order history
+        self.upbit_open: dict[str, SimOrder] = {}
+        self.binance_open: dict[int, SimOrder] = {}
         self.binance_by_client: dict[str, list[SimOrder]] = {}
         self.binance_next_id = 4_000_000_000 + self._rng.randrange(1_000_000)
         self.trade_seq = 0
@@ -98,6 +102,19 @@ class SimState:
     def add_order(self, order: SimOrder) -> None:
         self.orders.append(order)
 
+    def sync_open(self, order: SimOrder) -> None:
+        """Keep the open-order index in step with ``order.state``."""
+        if order.exchange == "upbit":
+            index: dict = self.upbit_open
+            key: object = order.exchange_order_id
+        else:
+            index = self.binance_open
+            key = int(order.exchange_order_id)
+        if order.is_open:
+            index[key] = order
+        else:
+            index.pop(key, None)
+
     # ------------------------------------------------------------------ time
     def tick(self) -> None:
         """Advance the market, then let the exchanges react (resting fills, funding,
@@ -113,8 +130,8 @@ class SimState:
     # ------------------------------------------------------------------ views
     def open_order_margin(self) -> Decimal:
         total = ZERO
-        for o in self.binance_by_id.values():
-            if o.is_open and not o.reduce_only and o.price is not None and o.qty is not None:
+        for o in self.binance_open.values():
+            if not o.reduce_only and o.price is not None and o.qty is not None:
                 total += (o.qty - o.filled) * o.price / self.binance.position(o.symbol).leverage
         return total
 

@@ -209,7 +209,7 @@ class UpbitExchange:
         out = []
         for m in self._markets_param(params):
             spec = SPECS[m]
-            bids, asks = self.s.market.levels(m)
+            bids, asks = self.s.market.levels(m, count)
             pu, su = float(spec.price_unit), float(spec.size_unit)
             # JSON numbers here, as the real orderbook endpoint sends them
             units = [
@@ -442,6 +442,7 @@ class UpbitExchange:
         if identifier is not None:
             s.upbit_by_identifier[identifier] = order
         self._execute(order, ctx.fill_fraction)
+        s.sync_open(order)
         return order
 
     # ------------------------------------------------------------------ matching
@@ -535,13 +536,14 @@ class UpbitExchange:
                 state = "done" if o.filled >= o.qty else "cancel"  # type: ignore[operator]
         o.state = state
         o.updated_ms = self.s.clock.wall_ms()
+        self.s.sync_open(o)
 
     def _on_tick(self, moved: bool) -> None:
         """Resting limit orders fill (as makers, at their price) when the market reaches them."""
         if not moved:
             return
         m = self.s.market
-        for o in list(self.s.upbit_by_uuid.values()):
+        for o in list(self.s.upbit_open.values()):
             if o.state != "wait" or o.type != "limit":
                 continue
             best_bid, best_ask = m.best(o.symbol)
@@ -596,7 +598,9 @@ class UpbitExchange:
         market = params.get("market")
         if market is not None and market not in UPBIT_MARKETS:
             raise _invalid("market")
-        rows = [o for o in self.s.upbit_by_uuid.values() if o.state in states and (market is None or o.symbol == market)]
+        source = self.s.upbit_open if states <= {"wait", "watch"} else self.s.upbit_by_uuid
+        rows = [o for o in source.values() if o.state in states and (market is None or o.symbol == market)]
+        rows.sort(key=lambda o: o.created_ms)
         if params.get("order_by", "desc") == "desc":
             rows.reverse()
         return rows
