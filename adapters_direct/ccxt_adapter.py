@@ -94,12 +94,19 @@ from kimp_fast.models import (
     SymbolRules,
 )
 from kimp_fast.orders import format_decimal, quantize_down, quantize_price, upbit_tick_size
-from kimp_fast.ratelimit import RateLimiter
 
 from . import binance as _bn
 from . import schemas as S
 from . import upbit as _up
-from ._http import CONNECTION_LOST, TIMEOUT, AdapterOptions, Response, Transport, parse_retry_after, periodic
+from ._http import (
+    CONNECTION_LOST,
+    TIMEOUT,
+    AdapterOptions,
+    Transport,
+    default_limiter,
+    parse_retry_after,
+    periodic,
+)
 from .base import PerpAdapter, SpotAdapter
 from .client_ids import is_valid_binance_client_id, is_valid_upbit_identifier
 from .errors import (
@@ -348,8 +355,7 @@ class _CcxtAdapter:
             raise ValueError("jwt_alg: ccxt signs Upbit requests with HS256 only")
         limiter = options.get("rate_limiter")
         if limiter is None:
-            kw = {} if opts.reserved_share is None else {"reserved_share": opts.reserved_share}
-            limiter = RateLimiter(self.name, **kw)
+            limiter = default_limiter(self.name, opts)
         self.options = opts
         self._base_url = (base_url or self._default_url).rstrip("/")
         self._custom_url = base_url is not None
@@ -1033,15 +1039,32 @@ class CcxtBinanceUsdm(_CcxtAdapter, PerpAdapter):
         return (await self._account()).available_balance
 
     async def get_position(self, symbol: str) -> Position:
-        """``/fapi/v3/positionRisk`` and ``/fapi/v3/account``, concurrently (implicit API:
-        ccxt's ``fetch_positions`` floats the amounts and loads leverage brackets first)."""
+        """``/fapi/v3/positionRisk`` and ``/fapi/v3/account`` concurrently, plus
+        ``/fapi/v1/symbolConfig`` the first time (implicit API: ccxt's ``fetch_positions``
+        floats the amounts and loads leverage brackets first)."""
         ex = self._exchange()
 
         async def _risk() -> list[S.BnPositionRisk]:
             raw = await self._call("default", ex.fapiPrivateV3GetPositionRisk, {"symbol": symbol}, weight=5, read=True)
             return _convert(raw, list[S.BnPositionRisk], "binance")
 
-        rows, account = await asyncio.gather(_risk(), self._account())
+        async def _config() -> None:
+            # v3 rows carry no leverage / margin type: symbolConfig once, then cached
+            # and kept current by set_leverage / set_margin_type (as the direct adapter)
+            if symbol in self._leverage and symbol in self._margin_type:
+                return
+            try:
+                raw = await self._call("default", ex.fapiPrivateGetSymbolConfig, {"symbol": symbol}, weight=5, read=True)
+                configs = _convert(raw, list[S.BnSymbolConfig], "binance")
+            except (Rejected, OutcomeUnknown) as exc:  # informational only
+                log.info("binance %s: symbolConfig unavailable (%s)", symbol, exc)
+                return
+            for c in configs:
+                if c.symbol == symbol:
+                    self._leverage.setdefault(symbol, c.leverage)
+                    self._margin_type.setdefault(symbol, c.margin_type.upper())
+
+        rows, account, _ = await asyncio.gather(_risk(), self._account(), _config())
         row = next((r for r in rows if r.symbol == symbol and r.position_side in ("BOTH", "")), None)
         if row is None:
             row = next((r for r in rows if r.symbol == symbol), None)
