@@ -275,22 +275,16 @@ class BinanceExchange:
             raise BinanceError(-1100, "Illegal characters found in parameter 'limit'; legal range is '^[0-9]{1,20}$'.") from None
         if limit not in (5, 10, 20, 50, 100, 500, 1000):
             raise BinanceError(-1130, "Data sent for parameter 'limit' is not valid.")
-        bids, asks = self.s.market.book_decimal(sym, limit)
-        now = self.s.clock.wall_ms()
         r = self.rules[sym]
-        return self._json({
-            "lastUpdateId": self.s.market.version, "E": now, "T": now,
-            "bids": [[fixed(p, r.price_precision), fixed(q, r.quantity_precision)] for p, q in bids],
-            "asks": [[fixed(p, r.price_precision), fixed(q, r.quantity_precision)] for p, q in asks],
-        })
+        bids, asks = self.s.market.book_strings(sym, limit, r.price_precision, r.quantity_precision)
+        now = self.s.clock.wall_ms()
+        return self._json({"lastUpdateId": self.s.market.version, "E": now, "T": now, "bids": bids, "asks": asks})
 
     def _book_ticker_row(self, sym: str) -> dict[str, Any]:
-        bids, asks = self.s.market.book_decimal(sym, 1)
         r = self.rules[sym]
-        return {"symbol": sym, "bidPrice": fixed(bids[0][0], r.price_precision),
-                "bidQty": fixed(bids[0][1], r.quantity_precision), "askPrice": fixed(asks[0][0], r.price_precision),
-                "askQty": fixed(asks[0][1], r.quantity_precision), "time": self.s.clock.wall_ms(),
-                "lastUpdateId": self.s.market.version}
+        (bid,), (ask,) = self.s.market.book_strings(sym, 1, r.price_precision, r.quantity_precision)
+        return {"symbol": sym, "bidPrice": bid[0], "bidQty": bid[1], "askPrice": ask[0], "askQty": ask[1],
+                "time": self.s.clock.wall_ms(), "lastUpdateId": self.s.market.version}
 
     def book_ticker(self, ctx: Ctx, params: dict[str, str]) -> Reply:
         sym = self._symbol(params, required=False)

@@ -64,6 +64,16 @@ class _Shape(NamedTuple):
     per_level: float  # mean size per level, size units
 
 
+def _unit_formatter(exp: int, places: int):  # noqa: ANN202
+    """``n`` units of 10**-exp → a string with ``places`` decimals (places >= exp)."""
+    scale = 10**exp
+    pad = "0" * (places - exp)
+    if exp == 0:
+        tail = "." + pad if places else ""
+        return lambda n: f"{n}{tail}"
+    return lambda n: f"{n // scale}.{n % scale:0{exp}d}{pad}"
+
+
 class Market:
     """Order books for KRW-BTC, KRW-USDT and BTCUSDT driven by one seeded process."""
 
@@ -258,6 +268,17 @@ class Market:
             [(Decimal(p) * pu, Decimal(s) * su) for p, s in asks],
         )
 
+    def book_strings(self, symbol: str, depth: int, price_places: int, size_places: int) -> tuple[list[list[str]], list[list[str]]]:
+        """Top ``depth`` levels as fixed-decimal strings, formatted straight from the integer
+        units (the depth endpoints are polled often; Decimal formatting is the slow part)."""
+        spec = SPECS[symbol]
+        pe = -spec.price_unit.as_tuple().exponent  # type: ignore[operator]
+        se = -spec.size_unit.as_tuple().exponent  # type: ignore[operator]
+        bids, asks = self.levels(symbol, depth)
+        fp = _unit_formatter(pe, price_places)
+        fs = _unit_formatter(se, size_places)
+        return [[fp(p), fs(q)] for p, q in bids], [[fp(p), fs(q)] for p, q in asks]
+
     def premium(self) -> Decimal:
         """Premium from the book mids (what a client would compute)."""
         return self.mid("KRW-BTC") / (self.mid("BTCUSDT") * self.mid("KRW-USDT")) - 1
@@ -331,8 +352,9 @@ class Market:
     def visible_totals(self, symbol: str, side: str, levels: int = UPBIT_LEVELS) -> tuple[Decimal, Decimal]:
         """(base, quote) available to a taker on ``side`` within the top ``levels`` levels."""
         spec = SPECS[symbol]
-        bids, asks = self.levels(symbol, levels)
-        book = asks if side == "buy" else bids
-        qty_u = sum(s for _, s in book)
-        quote_u = sum(p * s for p, s in book)
+        self.advance()
+        qty_u = quote_u = 0
+        for price, size in islice(self._side(symbol, "ask" if side == "buy" else "bid"), levels):
+            qty_u += size
+            quote_u += price * size
         return Decimal(qty_u) * spec.size_unit, Decimal(quote_u) * spec.price_unit * spec.size_unit
