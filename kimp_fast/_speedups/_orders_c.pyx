@@ -14,7 +14,7 @@ from decimal import Context, Decimal, InvalidOperation
 cimport cython
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.unicode cimport PyUnicode_DecodeUTF8
-from libc.string cimport memcpy
+from libc.string cimport memcpy, memset
 
 
 cdef extern from "Python.h":
@@ -103,7 +103,7 @@ cdef const char* _HEXU = b"0123456789ABCDEF"
 
 cdef bint _all_in(object s, Py_ssize_t lo, Py_ssize_t hi, unsigned char cls):
     """``re.fullmatch(f"[cls]{{lo,hi}}", s)`` for a str ``s`` (False for anything else)."""
-    cdef Py_ssize_t n, i
+    cdef Py_ssize_t n = 0, i
     cdef const char* c
     if not isinstance(s, str) or not PyUnicode_IS_ASCII(s):
         return False
@@ -118,7 +118,7 @@ cdef bint _all_in(object s, Py_ssize_t lo, Py_ssize_t hi, unsigned char cls):
 
 cdef bint _upbit_market_ok(object s):
     """``re.fullmatch(r"[A-Z0-9]{2,10}-[A-Z0-9]{1,20}", s)``."""
-    cdef Py_ssize_t n, i, dash = -1
+    cdef Py_ssize_t n = 0, i, dash = -1
     cdef const char* c
     if not isinstance(s, str) or not PyUnicode_IS_ASCII(s):
         return False
@@ -164,7 +164,7 @@ cdef object _to_decimal(object value, str what):
 cdef int _parse(object d, Dec* out, str what, object shown) except -1:
     """Read a Decimal's ``str()`` into ``out``; refuse non-finite and out-of-range values."""
     cdef str s = str(d)
-    cdef Py_ssize_t n, i, j, end
+    cdef Py_ssize_t n = 0, i, j, end
     cdef const char* c = PyUnicode_AsUTF8AndSize(s, &n)
     cdef Py_ssize_t ndig_total = 0, nfrac = 0, first = -1, last = -1, k
     cdef bint point = False, eneg = False
@@ -232,7 +232,7 @@ cdef int _parse(object d, Dec* out, str what, object shown) except -1:
 
 cdef Py_ssize_t _write_plain(const Dec* d, char* dst) noexcept:
     """Plain decimal string (no exponent, no trailing zeros); returns its length."""
-    cdef Py_ssize_t pos = 0, i, point
+    cdef Py_ssize_t pos = 0, point
     if d.ndig == 0:
         dst[0] = 48
         return 1
@@ -242,10 +242,8 @@ cdef Py_ssize_t _write_plain(const Dec* d, char* dst) noexcept:
     if d.exp >= 0:
         memcpy(dst + pos, d.digits, d.ndig)
         pos += d.ndig
-        for i in range(d.exp):
-            dst[pos] = 48
-            pos += 1
-        return pos
+        memset(dst + pos, 48, d.exp)  # trailing zeros of an integer
+        return pos + d.exp
     point = d.ndig + d.exp
     if point > 0:
         memcpy(dst + pos, d.digits, point)
@@ -257,9 +255,8 @@ cdef Py_ssize_t _write_plain(const Dec* d, char* dst) noexcept:
     dst[pos] = 48
     dst[pos + 1] = 46
     pos += 2
-    for i in range(-point):
-        dst[pos] = 48
-        pos += 1
+    memset(dst + pos, 48, -point)  # zeros between the point and the first digit
+    pos -= point
     memcpy(dst + pos, d.digits, d.ndig)
     return pos + d.ndig
 
@@ -443,7 +440,7 @@ cdef Py_ssize_t _amount(object value, object step, str what, object rounding, ch
 
 
 cdef inline Py_ssize_t _put(char* dst, Py_ssize_t pos, str s) except -1:
-    cdef Py_ssize_t n
+    cdef Py_ssize_t n = 0
     cdef const char* c = PyUnicode_AsUTF8AndSize(s, &n)
     memcpy(dst + pos, c, n)
     return pos + n
@@ -581,7 +578,7 @@ def encode_binance_order(
     see the pure twin for the rules.
     """
     cdef char out[_BUF]
-    cdef Py_ssize_t pos, n, i
+    cdef Py_ssize_t pos, n = 0, i
     cdef const char* c
     cdef unsigned char ch
     if not _all_in(symbol, 1, 32, _SYMBOL):
@@ -661,7 +658,7 @@ cdef list _checked_pairs(object params):
 
 
 cdef Py_ssize_t _quoted_len(str s) except -1:
-    cdef Py_ssize_t n, i, total
+    cdef Py_ssize_t n = 0, i, total
     cdef const char* c = PyUnicode_AsUTF8AndSize(s, &n)
     total = n
     for i in range(n):
@@ -671,7 +668,7 @@ cdef Py_ssize_t _quoted_len(str s) except -1:
 
 
 cdef Py_ssize_t _quote_into(str s, char* dst) except -1:
-    cdef Py_ssize_t n, i, pos = 0
+    cdef Py_ssize_t n = 0, i, pos = 0
     cdef unsigned char ch
     cdef const char* c = PyUnicode_AsUTF8AndSize(s, &n)
     for i in range(n):

@@ -266,7 +266,7 @@ def upbit_query_hash(query):
     Lowercase hex SHA-512 of the exact query string (UTF-8), Upbit's ``query_hash``.
     """
     cdef const char* q
-    cdef Py_ssize_t n
+    cdef Py_ssize_t n = 0
     cdef unsigned char digest[64]
     if not isinstance(query, str):
         raise TypeError(f"query must be a str, not {type(query).__name__}")
@@ -286,7 +286,7 @@ def binance_signature(secret_key, payload):
     cdef kf_hmac h
     cdef unsigned char mac[64]
     cdef const char* m
-    cdef Py_ssize_t n
+    cdef Py_ssize_t n = 0
     cdef int ok = 0
     if not isinstance(payload, str):
         raise TypeError(f"payload must be a str, not {type(payload).__name__}")
@@ -412,7 +412,7 @@ cdef class UpbitSigner(_Keyed):
         cdef bint has_query = False
         cdef const char* q
         cdef char* o
-        cdef Py_ssize_t qlen, nonce_len, plen, pos, hlen, n
+        cdef Py_ssize_t qlen = 0, nonce_len, plen, pos, hlen, n
 
         if nonce is None:
             nonce_len = 38  # '"' + 36 + '"'
@@ -518,7 +518,7 @@ cdef class BinanceSigner(_Keyed):
         Lowercase hex HMAC-SHA256 of ``payload`` (UTF-8).
         """
         cdef const char* m
-        cdef Py_ssize_t n
+        cdef Py_ssize_t n = 0
         cdef unsigned char mac[32]
         if not isinstance(payload, str):
             raise TypeError(f"payload must be a str, not {type(payload).__name__}")
@@ -533,7 +533,7 @@ cdef class BinanceSigner(_Keyed):
         ``&`` when ``params`` is empty, no ``recvWindow`` when ``recv_window_ms`` is None).
         """
         cdef const char* pp
-        cdef Py_ssize_t plen, mlen, pos, n, total
+        cdef Py_ssize_t plen = 0, mlen, pos, n = 0, total
         cdef long long ts, rw = 0
         cdef bint has_rw = recv_window_ms is not None
         cdef bint ascii
