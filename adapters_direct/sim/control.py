@@ -1,7 +1,8 @@
 """The control API under ``/_sim/`` (CONTRACT §4; not part of either exchange's API).
 
 =====================  =========================================================
-``GET /_sim/ledger``   every accepted order, balances, positions (+ income)
+``GET /_sim/ledger``   every accepted order (``?since=N``: from the N-th on),
+                       balances, positions (+ income)
 ``POST /_sim/faults``  add a fault; ``GET`` lists them; ``DELETE`` clears them
 ``POST /_sim/market``  move the market at once; ``GET`` shows top of book + params
 ``GET /_sim/requests`` the request log (``limit``, ``exchange``, ``method``, ``path``)
@@ -106,7 +107,8 @@ class Control:
         return {"ok": True, "url": self.sim.url}
 
     def ledger(self, request: web.Request, body: Any) -> Any:
-        return self.sim.state.ledger()
+        since = int(request.query.get("since", 0))  # ?since=N: only orders N, N+1, …
+        return self.sim.state.ledger(since)
 
     def list_faults(self, request: web.Request, body: Any) -> Any:
         return {"faults": self.sim.state.faults.active(), "history": self.sim.state.faults.history[-100:]}

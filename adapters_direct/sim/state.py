@@ -135,7 +135,9 @@ class SimState:
                 total += (o.qty - o.filled) * o.price / self.binance.position(o.symbol).leverage
         return total
 
-    def ledger(self) -> dict[str, Any]:
+    def ledger(self, since: int = 0) -> dict[str, Any]:
+        """Orders (from index ``since`` on: long runs read only what is new), balances,
+        positions, income. ``orders_total`` is the number of orders ever accepted."""
         marks = self.marks()
         positions = {}
         for sym, p in self.binance.positions.items():
@@ -150,7 +152,8 @@ class SimState:
                 "margin_type": p.margin_type,
             }
         return {
-            "orders": [o.ledger_row() for o in self.orders],
+            "orders": [o.ledger_row() for o in self.orders[max(0, since):]],
+            "orders_total": len(self.orders),
             "balances": {
                 "upbit": self.upbit.ledger(),
                 "binance": self.binance.ledger(marks, self.open_order_margin()),
