@@ -298,10 +298,14 @@ class Transport:
     def rate_limited(
         self, resp: Response, code: int | str | None, message: str, *, client_id: str | None = None
     ) -> RateLimited:
-        """Feed a 429/418 into the limiter and build the error to raise."""
+        """Feed a 429/418 into the limiter and build the error to raise.
+
+        A throttling code under another HTTP status (Binance -1003/-1015 with a 400)
+        counts as a 429 for the limiter; the error keeps the real status.
+        """
         retry_after = parse_retry_after(resp.headers)
-        delay = self.limiter.on_rate_limited(resp.status, retry_after)
         banned = resp.status == 418
+        delay = self.limiter.on_rate_limited(418 if banned else 429, retry_after)
         return RateLimited(
             message or ("banned" if banned else "too many requests"),
             exchange=self.exchange,

@@ -364,10 +364,7 @@ class BinanceUsdm(PerpAdapter):
     def _error(self, resp: Response, client_id: str | None) -> AdapterError:
         code, msg = _code_msg(resp)
         if resp.status in (429, 418) or code in _THROTTLED:
-            # -1003 / -1015 may come with another status: treat as a 429.
-            status = resp.status if resp.status in (429, 418) else 429
-            retry = Response(status, resp.headers, resp.body)
-            return self._t.rate_limited(retry, code, msg or "Binance rate limit", client_id=client_id)
+            return self._t.rate_limited(resp, code, msg or "Binance rate limit", client_id=client_id)
         return binance_error(resp, client_id=client_id)
 
     async def _resync_after_skew(self, err: AdapterError) -> None:
