@@ -13,7 +13,21 @@ from typing import TYPE_CHECKING
 from ._env import NO_EXTENSIONS
 from ._speedups import _ratelimit_py
 
-__all__ = ["USE_EXTENSIONS", "RateLimiter", "RateLimiterC", "RateLimiterPy"]
+__all__ = [
+    "BINANCE_BUCKETS",
+    "BINANCE_GROUPS",
+    "UPBIT_BUCKETS",
+    "USE_EXTENSIONS",
+    "RateLimiter",
+    "RateLimiterC",
+    "RateLimiterPy",
+]
+
+# The preloaded limits (bucket -> (capacity, period_s); Binance group -> [(bucket, cost)]),
+# shared by both twins: pass modified copies as ``buckets=`` / ``limits=``.
+UPBIT_BUCKETS = _ratelimit_py.UPBIT_BUCKETS
+BINANCE_BUCKETS = _ratelimit_py.BINANCE_BUCKETS
+BINANCE_GROUPS = _ratelimit_py.BINANCE_GROUPS
 
 if TYPE_CHECKING or NO_EXTENSIONS:
     from ._speedups._ratelimit_py import RateLimiter
