@@ -9,7 +9,6 @@ import aiohttp
 import orjson
 import pytest
 
-from tests.fixtures.sim import SimClient
 
 UPBIT_BUY = {"market": "KRW-BTC", "side": "bid", "ord_type": "price", "price": "1000000"}
 
@@ -169,7 +168,7 @@ async def test_delay_before_processing_executes_late(sim_client) -> None:
     c = sim_client
     await c.fault(exchange="binance", method="POST", path="/fapi/v1/order", kind="delay", ms=250,
                   phase="before")
-    with pytest.raises(TimeoutError):
+    with pytest.raises(asyncio.TimeoutError):  # builtin TimeoutError only from 3.11
         await c.binance("POST", "/fapi/v1/order", binance_sell(newClientOrderId="late"), recv_window=60000,
                         timeout=0.05)
     assert await c.orders() == []

@@ -324,7 +324,8 @@ async def test_remaining_req_on_every_response(sim_client) -> None:
     c = sim_client
     for r in [await c.upbit("GET", "/v1/accounts"), await c.upbit("GET", "/v1/accounts", auth=False),
               await c.upbit("GET", "/v1/order", {"uuid": "x"}), await c.upbit("GET", "/v1/market/all", auth=False),
-              await c.upbit("POST", "/v1/orders", {"market": "KRW-BTC"})]:
+              await c.upbit("POST", "/v1/orders", {"market": "KRW-BTC"}),
+              await c.upbit("GET", "/v1/no/such/path", auth=False)]:
         assert "Remaining-Req" in r.headers, r.text
     r = await c.upbit("GET", "/v1/accounts")
     group, minute, sec = (part.strip() for part in r.headers["Remaining-Req"].split(";"))

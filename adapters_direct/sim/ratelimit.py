@@ -82,7 +82,7 @@ class UpbitLimiter:
         now = time.monotonic()
         until = self._banned_until.get(scope, 0.0)
         if now < until:
-            return Verdict(418, until - now, "blocked"), self._header(group, 0)
+            return Verdict(418, until - now, "blocked"), self.remaining_header(group, 0)
         if origin:
             # Requests with an Origin header share a 1-per-10-s budget, reported as group=origin.
             rate = self.cfg.upbit_origin_per_10s / 10.0
@@ -93,7 +93,7 @@ class UpbitLimiter:
         else:
             bucket = self._bucket(group, scope, now)
         if bucket.take(now):
-            return Verdict(200), self._header(group, bucket.remaining())
+            return Verdict(200), self.remaining_header(group, bucket.remaining())
         # rejected: count it; too many 429s in a second means the client ignores them
         rej = self._rejections.setdefault(scope, deque())
         rej.append(now)
@@ -105,12 +105,12 @@ class UpbitLimiter:
             duration = self.cfg.upbit_ban_seconds * (2**n)  # repeat offences lengthen the block
             self._banned_until[scope] = now + duration
             rej.clear()
-            return Verdict(418, duration, "blocked"), self._header(group, 0)
+            return Verdict(418, duration, "blocked"), self.remaining_header(group, 0)
         retry = (1.0 - bucket.tokens) / bucket.rate if bucket.rate > 0 else 1.0
-        return Verdict(429, max(retry, 0.0), "origin" if origin else "rate"), self._header(group, 0)
+        return Verdict(429, max(retry, 0.0), "origin" if origin else "rate"), self.remaining_header(group, 0)
 
     @staticmethod
-    def _header(group: str, sec: int) -> str:
+    def remaining_header(group: str, sec: int) -> str:
         minute = 600 if group in QUOTATION_GROUPS else 1800  # deprecated fixed value
         return f"group={group}; min={minute}; sec={sec}"
 

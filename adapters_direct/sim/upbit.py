@@ -82,7 +82,7 @@ class UpbitExchange:
         route = self.routes.get((ctx.method, ctx.path))
         if route is None:
             return Reply(404, orjson.dumps({"error": {"name": 404, "message": "Not Found"}}),
-                         {"Content-Type": _JSON_HEADERS})
+                         {"Content-Type": _JSON_HEADERS, "Remaining-Req": self.s.upbit_limiter.remaining_header("default", 0)})
         handler, group, private = route
         origin = "Origin" in ctx.headers
         scope = "ip:" + ctx.ip
