@@ -37,7 +37,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def _extensions():
-    from Cython.Build import cythonize  # lazy: a pure build never needs Cython
+    """Plain ``Extension`` objects; Cython runs later, in ``build_ext`` (see below), so that
+    merely asking this script for its build requirements never needs Cython."""
     from setuptools import Extension
 
     macros = [("CYTHON_TRACE", "1"), ("CYTHON_TRACE_NOGIL", "1")] if CYTHON_TRACE else []
@@ -60,6 +61,12 @@ def _extensions():
         exts.append(
             Extension(mod, [base[:-2] + "_py.py"], define_macros=macros, extra_compile_args=cflags)
         )
+    return exts
+
+
+def _cythonize(exts):
+    from Cython.Build import cythonize  # lazy: a pure build never needs Cython
+
     directives = {
         "language_level": "3",
         "embedsignature": True,
@@ -84,9 +91,21 @@ int main(void) {
 
 
 class OptionalBuildExt(build_ext):
-    """Fall back to the pure twins when compiling fails, unless extensions are required."""
+    """Cythonize at build time; fall back to the pure twins when compiling fails, unless
+    extensions are required."""
 
     def run(self):
+        # Cythonize here, not at import: setuptools runs this script just to learn the
+        # build requirements, before Cython is installed in the build environment.
+        try:
+            generated = {e.name: e for e in _cythonize(self.extensions)}
+        except Exception as exc:  # Cython missing or a Cython error
+            self._fallback(exc)
+            return
+        # Keep setuptools' own Extension objects (finalize_options annotated them) and
+        # only point them at the generated C sources.
+        for ext in self.extensions:
+            ext.sources = generated[ext.name].sources
         try:
             super().run()
         except Exception as exc:  # compiler missing, headers missing, ...
@@ -117,7 +136,6 @@ class OptionalBuildExt(build_ext):
                 return False
         print("* kimp-fast: signing links libcrypto directly")
         return True
-
 
     def _fallback(self, exc):
         if REQUIRE_EXTENSIONS:
