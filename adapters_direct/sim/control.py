@@ -111,7 +111,7 @@ class Control:
         return self.sim.state.ledger(since)
 
     def list_faults(self, request: web.Request, body: Any) -> Any:
-        return {"faults": self.sim.state.faults.active(), "history": self.sim.state.faults.history[-100:]}
+        return {"faults": self.sim.state.faults.active(), "history": list(self.sim.state.faults.history)[-100:]}
 
     def add_fault(self, request: web.Request, body: Any) -> Any:
         if not isinstance(body, dict):

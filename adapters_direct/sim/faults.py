@@ -9,6 +9,7 @@ validates and matches.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -74,7 +75,7 @@ class FaultRegistry:
     def __init__(self) -> None:
         self._faults: list[Fault] = []
         self._next_id = 1
-        self.history: list[dict[str, Any]] = []
+        self.history: deque[dict[str, Any]] = deque(maxlen=1000)  # faults applied, newest last
 
     def add(self, spec: Mapping[str, Any]) -> Fault:
         exchange = spec.get("exchange")
