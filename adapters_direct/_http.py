@@ -15,7 +15,7 @@ import logging
 import math
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -132,8 +132,7 @@ class AdapterOptions(msgspec.Struct, kw_only=True, frozen=True):
 def default_limiter(exchange: str, options: AdapterOptions) -> Any:
     """The exchange's documented budgets (``kimp_fast.ratelimit``), each window widened by
     ``rate_period_guard_s``."""
-    from kimp_fast._speedups._ratelimit_py import BINANCE_BUCKETS, UPBIT_BUCKETS  # the preset data
-    from kimp_fast.ratelimit import RateLimiter
+    from kimp_fast.ratelimit import BINANCE_BUCKETS, UPBIT_BUCKETS, RateLimiter
 
     preset = UPBIT_BUCKETS if exchange == "upbit" else BINANCE_BUCKETS
     guard = options.rate_period_guard_s
@@ -413,9 +412,3 @@ async def _wait_lock(lock: asyncio.Lock, timeout: float) -> None:
 def now_ms() -> int:
     """Local wall clock in epoch milliseconds."""
     return time.time_ns() // 1_000_000
-
-
-def first_or_none(items: Iterable[Any]) -> Any:
-    for item in items:
-        return item
-    return None

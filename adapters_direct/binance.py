@@ -54,7 +54,6 @@ from .errors import (
     InsufficientFunds,
     OrderNotFound,
     OutcomeUnknown,
-    RateLimited,
     Rejected,
     Unavailable,
 )

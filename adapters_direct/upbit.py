@@ -88,11 +88,12 @@ def upbit_error(resp: Response, *, client_id: str | None = None) -> AdapterError
     ``insufficient_funds_*``                InsufficientFunds (name)
     401 any, 403 ``out_of_scope``,          AuthError (name)
     ``jwt_verification``, ``nonce_used``…
-    404 (``order_not_found`` …)             OrderNotFound (name or ``order_not_found``)
+    404 ``order_not_found`` / no body       OrderNotFound (name or ``order_not_found``)
     other 4xx (``under_min_total_*``,       Rejected (name; ``http_<status>`` if no body)
     ``invalid_price_*``, ``invalid_volume_*``,
     ``create_*_error``, ``validation_error``,
-    ``market_offline``, identifier reuse)
+    ``market_offline``, identifier reuse,
+    other 404s such as an unknown market)
     403 without an Upbit error body         Unavailable (a firewall answered, not Upbit)
     408, 5xx, anything else                 OutcomeUnknown
     ======================================  ============================================
@@ -114,7 +115,7 @@ def upbit_error(resp: Response, *, client_id: str | None = None) -> AdapterError
         return InsufficientFunds(text, code=name, **kw)
     if status == 401 or name in _AUTH_NAMES:
         return AuthError(text, code=name or "unauthorized", **kw)
-    if status == 404:
+    if status == 404 and (name is None or "order" in name):
         return OrderNotFound(text, code=name or "order_not_found", **kw)
     if status == 403 and name is None:
         return Unavailable("request blocked (HTTP 403 without an Upbit error body)", **kw)

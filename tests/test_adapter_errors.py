@@ -58,7 +58,8 @@ def bn_resp(status: int, code: int | None, msg: str = "msg") -> Response:
         (403, "out_of_scope", AuthError, "out_of_scope"),
         (403, None, Unavailable, None),
         (404, "order_not_found", OrderNotFound, "order_not_found"),
-        (404, 404, OrderNotFound, "404"),  # quotation endpoints send an integer name
+        (404, 404, Rejected, "404"),  # quotation endpoints send an integer name (unknown market)
+        (404, "market_does_not_exist", Rejected, "market_does_not_exist"),
         (404, None, OrderNotFound, "order_not_found"),
         (408, None, OutcomeUnknown, None),
         (500, "server_error", OutcomeUnknown, "server_error"),

@@ -513,6 +513,18 @@ async def test_bad_input_sends_nothing(sim_client, upbit: UpbitSpot) -> None:
     assert len(await log(sim_client)) == before
 
 
+async def test_unknown_market_is_rejected_before_any_order(sim_client, upbit: UpbitSpot) -> None:
+    with pytest.raises(Rejected) as ei:
+        await upbit.place_order(
+            OrderRequest(symbol="KRW-NOPE", side="buy", type="limit", quantity=D(1), price=D(10000), client_id=cid("nope"))
+        )
+    assert type(ei.value) is Rejected and ei.value.code == "market_does_not_exist"
+    assert not await log(sim_client, method="POST", path="/v1/orders")
+    with pytest.raises(Rejected) as ei:
+        await upbit.get_order_book("KRW-NOPE", depth=1)
+    assert type(ei.value) is Rejected
+
+
 # ------------------------------------------------------------------------- rate limiting
 async def test_burst_of_50_orders_never_draws_a_429(sim_client, make_upbit: MakeUpbit) -> None:
     upbit = await make_upbit(max_rate_wait_s=30)
