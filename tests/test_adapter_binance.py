@@ -525,3 +525,15 @@ def test_signature_helper_rejects_a_tampered_string() -> None:
     assert check_signature("secret", good) == {"a": "1"}
     with pytest.raises(AssertionError):
         check_signature("secret", good.replace("a=1", "a=2"))
+
+
+async def test_timers_keep_warm_resync_and_refresh_until_closed(sim_client, make_binance: MakeBinance) -> None:
+    binance = await make_binance(keepwarm_s=0.05, rules_refresh_s=0.05)
+    await asyncio.sleep(0.3)
+    times = len(await log(sim_client, path="/fapi/v1/time"))
+    infos = len(await log(sim_client, path="/fapi/v1/exchangeInfo"))
+    assert times > 3 and infos > 1  # beyond what open() sent
+    await binance.close()
+    count = len(await log(sim_client))
+    await asyncio.sleep(0.15)
+    assert len(await log(sim_client)) == count  # close() stopped every timer

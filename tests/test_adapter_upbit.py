@@ -555,3 +555,14 @@ async def test_reserved_lane_passes_when_the_normal_lane_is_full(sim_client, mak
     res = await upbit.place_order(limit("buy", "0.0001", price, cid("unwind"), None), reserved=True)
     assert res.status == "open"
     assert await ledger_order(sim_client, cid("n7")) is None
+
+
+async def test_timers_keep_warm_and_refresh_until_closed(sim_client, make_upbit: MakeUpbit) -> None:
+    upbit = await make_upbit(keepwarm_s=0.05, rules_refresh_s=0.05)
+    await asyncio.sleep(0.3)
+    assert len(await log(sim_client, path="/v1/market/all")) > 2
+    assert len(await log(sim_client, path="/v1/orders/chance")) > 1
+    await upbit.close()
+    count = len(await log(sim_client))
+    await asyncio.sleep(0.15)
+    assert len(await log(sim_client)) == count
