@@ -37,6 +37,9 @@ __all__ = [
 ]
 
 _VERSION = "0.1.0"
+# aiohttp >= 3.10 tells a connect timeout (nothing written) from a read timeout; older
+# versions raise ServerTimeoutError for both, which then reads as OutcomeUnknown (safe).
+_CONNECT_TIMEOUT: Any = getattr(aiohttp, "ConnectionTimeoutError", ())
 
 #: ``code`` of a ``RateLimited`` raised by our own limiter (nothing was sent)
 CLIENT_THROTTLE = "client_throttle"
@@ -362,7 +365,7 @@ class Transport:
                 exchange=self.exchange,
                 client_id=client_id,
             ) from None
-        except aiohttp.ConnectionTimeoutError:
+        except _CONNECT_TIMEOUT:
             raise Unavailable(
                 f"{what}: connect timed out after {self.options.connect_timeout_s}s",
                 exchange=self.exchange,
