@@ -331,3 +331,53 @@ async def test_risk_monitor_critical_margin_halts_new_entries(engine_factory, co
         # Exits are still allowed: reducing risk is exactly what is wanted.
         await control.market(premium=0.03)
         assert (await engine.submit(sig("x1", "EXIT", None))).status == "filled"
+
+
+async def test_exit_pnl_matches_the_exchanges_fills(engine_factory, control):
+    import json
+
+    await control.market(premium=0.01, volatility=0.0)
+    async with engine_factory() as engine:
+        assert (await engine.submit(sig("e1"))).status == "filled"
+        await control.market(premium=0.03)
+        rep = await engine.submit(sig("x1", "EXIT", None))
+        assert rep.status == "filled", rep.reason
+        plan = [s for s in engine.journal.recovery_steps("x1") if s["step"] == "plan"][0]
+        fx = D(json.loads(plan["detail"])["fx"])
+    orders = await control.orders()
+    assert len(orders) == 4
+
+    def cash(o):  # signed quote flow of one order: + received, − paid
+        q = D(o["filled"]) * D(o["avg_price"])
+        return q if o["side"].lower() in ("sell", "ask") else -q
+
+    spot = sum(cash(o) - D(o["fee"]) for o in orders if o["exchange"] == "upbit")
+    perp = sum(cash(o) - D(o["fee"]) for o in orders if o["exchange"] == "binance")
+    expected = spot + perp * fx  # no funding time elapsed in this test
+    assert abs(rep.realized_pnl_krw - expected) < D("1"), (rep.realized_pnl_krw, expected)
+    assert rep.funding_krw == 0
+
+
+def test_engine_runs_embedded_on_uvloop(tmp_path):
+    """No loop ownership, no global state: the engine runs inside the caller's uvloop."""
+    import asyncio
+
+    uvloop = pytest.importorskip("uvloop")
+    from adapters_direct.sim import run_in_background
+    from kimp_fast.engine import KimpEngine
+    from kimp_fast.notify import LoggingNotifier
+    from tests.fixtures.engine import make_config, sim_environ
+
+    with run_in_background(seed=3, market={"volatility": 0.0, "premium": 0.01}) as sim:
+        cfg = make_config(sim, tmp_path)
+
+        async def main():
+            assert isinstance(asyncio.get_running_loop(), uvloop.Loop)
+            async with KimpEngine(cfg, environ=sim_environ(sim), notifier=LoggingNotifier()) as engine:
+                return await engine.submit(sig("u1"))
+
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            rep = runner.run(main())
+        assert rep.status == "filled", rep.reason
+        ledger = sim.ledger()
+        assert len(ledger["orders"]) == 2
