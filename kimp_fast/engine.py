@@ -590,11 +590,16 @@ class KimpEngine:
         if residual != 0 and outcome != "manual":
             reason = (reason + "; " if reason else "") + f"residual {residual} {coin} recorded (below one lot)"
             self.journal.recovery_step(sig.id, coin, "residual", qty=str(residual))
+        fees_krw = legs.fees["upbit"] + legs.fees["binance"] * fx
+        if outcome == "unwound" and position is None:
+            # Fully unwound: no position carries these fees to a later EXIT, so they are
+            # realized here (a remaining position carries them in entry_fees_*).
+            realized -= fees_krw
         report = ExecutionReport(
             signal_id=sig.id, action="ENTER", coin=coin, status=status, reason=reason,  # type: ignore[arg-type]
             qty=hedged if hedged > 0 else ZERO, orders=legs.results, recovery=notes,
             realized_pnl_krw=realized if outcome == "unwound" else None,
-            fees_krw=legs.fees["upbit"] + legs.fees["binance"] * fx,
+            fees_krw=fees_krw,
             kimp_entry=position.entry_kimp if position else None, timings_us=timings,
         )
         tj = time.perf_counter_ns()
