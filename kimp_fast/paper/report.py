@@ -55,9 +55,14 @@ def _d(x: Decimal | None) -> Decimal:
 
 
 def pnl_summary(reports: list[ExecutionReport]) -> dict[str, Any]:
-    """Realized P&L in KRW from the engine's reports: completed EXITs (their share of the
-    entry fees, the exit fees and the funding received while open) and ENTERs that ended
-    unwound. ``realized`` is net of ``fees`` and includes ``funding``."""
+    """Realized P&L in KRW from the engine's reports.
+
+    Realizing reports are completed EXITs (their share of the entry fees, the exit fees and
+    the funding received while open) and ENTERs that ended ``unwound``. ``realized`` is net
+    of ``fees`` and includes ``funding``. The fees of an ENTER are carried by its position
+    (``entry_fees_*``) and realized by the EXIT that closes it; only a fully unwound ENTER
+    (nothing left open) realizes its own fees.
+    """
     realized = fees = funding = ZERO
     n = 0
     for r in reports:
@@ -65,7 +70,8 @@ def pnl_summary(reports: list[ExecutionReport]) -> dict[str, Any]:
             continue
         n += 1
         realized += r.realized_pnl_krw
-        fees += _d(r.fees_krw)
+        if r.action == "EXIT" or r.qty == 0:
+            fees += _d(r.fees_krw)
         funding += _d(r.funding_krw)
     q = Decimal("0.01")
     return {

@@ -64,8 +64,8 @@ class PaperOptions:
     qty: Decimal = Decimal("0.01")
     premium_mean: float = 0.012
     premium_stdev: float = 0.004
-    premium_reversion_s: float = 2.0
-    band: float = 0.6  # thresholds at mean ± band × stdev
+    premium_reversion_s: float = 1.0
+    band: float = 0.5  # thresholds at mean ± band × stdev
     premium_interval_s: float = 0.2
     time_scale: float = 3600.0  # 8 h funding cycle in 8 s
     poll_s: float = 0.1
