@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     opts = PaperOptions(seed=args.seed, duration_s=args.duration, signals=args.signals, faults=args.faults,
                         journal=args.journal, qty=args.qty)
     live = not args.json and not args.no_live and sys.stdout.isatty()
-    console = Console(highlight=False)
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
