@@ -152,11 +152,12 @@ def run_status(args: argparse.Namespace) -> int:
     ls = data["last_signal"]
     if ls:
         t.add_row("last signal", f"{ls['id']} {ls['action']} {ls['coin']} {ls['status']} at {_ts(ls['received_ms'])}")
-    c.print(t)
+    c.print(t, markup=False)
     if data["notifications"]:
         c.print(Text("recent notifications", style="bold"))
         for n in data["notifications"]:
-            c.print(f"  {_ts(n['ts_ms'])} {n['severity']:<8} {n['title']}" + (f" — {n['message']}" if n["message"] else ""))
+            c.print(f"  {_ts(n['ts_ms'])} {n['severity']:<8} {n['title']}" + (f" — {n['message']}" if n["message"] else ""),
+                    markup=False)
     return EXIT_OK
 
 

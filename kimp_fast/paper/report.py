@@ -176,8 +176,9 @@ def render_summary(summary: dict[str, Any], console: Console) -> None:
         for col in ("signal", "fault", "outcome", "how it ended"):
             inc.add_column(col, overflow="fold")
         for i in summary["incidents"]:
-            inc.add_row(i["signal_id"], i["fault"] or "-", Text(i["status"], style=_status_style(i["status"])),
-                        "; ".join(i["recovery"]) or i["reason"] or "-")
+            # Text, not markup: exchange errors contain [brackets]
+            inc.add_row(i["signal_id"], Text(i["fault"] or "-"), Text(i["status"], style=_status_style(i["status"])),
+                        Text(i["reason"] or "-"))
         out.append(inc)
 
     pnl = summary["pnl_krw"]
@@ -211,7 +212,7 @@ def render_summary(summary: dict[str, Any], console: Console) -> None:
     inv.add_column("detail", overflow="fold")
     for c in summary["invariants"]:
         inv.add_row(c["name"], Text("ok" if c["ok"] else "FAILED", style="green" if c["ok"] else "bold red"),
-                    c["detail"])
+                    Text(c["detail"]))
     out.append(inv)
     verdict = Text("all invariants held" if summary["ok"] else "INVARIANT VIOLATED",
                    style="bold green" if summary["ok"] else "bold red")

@@ -187,7 +187,8 @@ class PaperRun:
                 async with SimControl(sim.url) as ctl:
                     ledger_before = await ctl.ledger()
                     process = PremiumProcess(mean=opts.premium_mean, stdev=opts.premium_stdev,
-                                             reversion_s=opts.premium_reversion_s, seed=opts.seed)
+                                             reversion_s=opts.premium_reversion_s, seed=opts.seed,
+                                             start=opts.premium_mean - opts.premium_stdev)
                     self.driver = PremiumDriver(process, ctl, interval_s=opts.premium_interval_s)
                     await self.driver.start()
                     # Notifications are journaled by the engine and shown in the report;
