@@ -263,7 +263,7 @@ def run(args: argparse.Namespace) -> int:
         cfg = load_config(args.config)
         environ = _environ(args)
         _check_keys(cfg, environ)
-        if args.signals != "-" and not os.path.isfile(args.signals):
+        if args.signals != "-" and not os.path.exists(args.signals):
             raise CliError(f"signals file not found: {args.signals}", EXIT_USAGE)
         main = _dry_run if args.dry_run else _run
         return run_async(main(args, cfg, environ), use_uvloop=cfg.performance.use_uvloop)
