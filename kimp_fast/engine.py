@@ -827,21 +827,23 @@ class KimpEngine:
                 attempts[o.exchange] = max(attempts[o.exchange], o.attempt)
             if o.filled_qty > 0:
                 legs.add(_row_result(o))
+        self.journal.recovery_step(sig.id, sig.coin, "resume", orders=len(orders))
+        if not legs.anything_filled:
+            # Nothing executed (possibly nothing was even sent: a signal still waiting for
+            # its coin's lock when the process died). An EXIT's position is untouched.
+            report = ExecutionReport(
+                signal_id=sig.id, action=sig.action, coin=sig.coin, status="rejected",
+                reason="interrupted by a restart before any leg executed", orders=legs.results,
+            )
+            self._finish(report)
+            return report
         plan = next((s for s in self.journal.recovery_steps(sig.id) if s["step"] == "plan"), None)
         import json
 
         fx = Decimal(json.loads(plan["detail"])["fx"]) if plan else await self.market.fx()
-        self.journal.recovery_step(sig.id, sig.coin, "resume", orders=len(orders))
         timings: dict[str, float] = {}
         notes = ["resumed after restart"]
         if sig.action == "ENTER":
-            if not legs.anything_filled:
-                report = ExecutionReport(
-                    signal_id=sig.id, action="ENTER", coin=sig.coin, status="rejected",
-                    reason="interrupted by a restart before any leg executed", orders=legs.results,
-                )
-                self._finish(report)
-                return report
             return await self._settle_enter(sig, legs, fx, timings, notes, attempts)
         pos = self.positions().get(sig.coin)
         if pos is None:
