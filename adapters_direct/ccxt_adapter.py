@@ -62,9 +62,9 @@ What ccxt cannot do like the direct adapter
 * Separate connect and read timeouts: ccxt uses ``timeout_s`` for both (``connect_timeout_s``
   is ignored), so a dead host costs the whole ``timeout_s`` before ``Unavailable``.
 * Pool size, keep-alive and DNS cache tuning, ``trust_env``, the user agent and the HS512
-  JWT: ccxt's session is stock (``limit_per_host``, ``keepalive_s``, ``dns_ttl_s``,
-  ``trust_env`` and ``user_agent`` are accepted for option compatibility and ignored;
-  ``jwt_alg`` must be HS256).
+  JWT: ccxt's session is stock (``connect_timeout_s``, ``limit_per_host``, ``keepalive_s``,
+  ``dns_ttl_s``, ``trust_env``, ``user_agent`` and any other session option are accepted
+  for option compatibility and ignored; ``jwt_alg`` must be HS256).
 * A Binance clock offset corrected by RTT/2 from the best of several samples: ccxt's
   ``load_time_difference`` takes one sample, uncorrected.
 * Cheap orders: ccxt's request building, signing and ``parse_order`` cost about 300 µs of
