@@ -288,16 +288,23 @@ class Journal:
     def begin_signal(self, sig: Any, received_ms: int | None = None) -> tuple[bool, str | None]:
         """Record a new signal. Returns ``(True, None)`` if it is new, else
         ``(False, previous_status)`` — the durable de-duplication."""
-        now = received_ms or _now_ms()
-        cur = self._db.execute(
+        cur = self._insert_signal(self._db, sig, received_ms or _now_ms())
+        if cur.rowcount == 1:
+            return True, None
+        return False, self.signal_status(sig.id)
+
+    @staticmethod
+    def _insert_signal(db: sqlite3.Connection, sig: Any, now: int) -> sqlite3.Cursor:
+        return db.execute(
             "INSERT OR IGNORE INTO signals(id, action, coin, qty, ts_ms, ttl_ms, kimp, received_ms, status)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'processing')",
             (sig.id, sig.action, sig.coin, _s(sig.qty), sig.ts_ms, sig.ttl_ms, _s(sig.kimp), now),
         )
-        if cur.rowcount == 1:
-            return True, None
-        row = self._db.execute("SELECT status FROM signals WHERE id = ?", (sig.id,)).fetchone()
-        return False, (row["status"] if row else None)
+
+    def signal_status(self, signal_id: str) -> str | None:
+        """The journaled status of a signal id, or None if it was never recorded."""
+        row = self._db.execute("SELECT status FROM signals WHERE id = ?", (signal_id,)).fetchone()
+        return row["status"] if row else None
 
     def record_rejected_signal(self, signal_id: str, action: str, coin: str, report: ExecutionReport) -> None:
         """Journal a signal refused at validation (it may be malformed, so only what is known)."""
@@ -314,9 +321,13 @@ class Journal:
         *,
         position: HedgedPosition | None = None,
         clear_position: str | None = None,
+        signal: Any = None,
     ) -> None:
-        """Store the final report and the resulting position in ONE transaction."""
+        """Store the final report and the resulting position in ONE transaction
+        (``signal``: also record the signal's row if it is not there yet)."""
         with self.transaction() as db:
+            if signal is not None:
+                self._insert_signal(db, signal, _now_ms())
             db.execute(
                 "UPDATE signals SET status = ?, reason = ?, report = ?, finished_ms = ? WHERE id = ?",
                 (report.status, report.reason, _encoder.encode(report).decode(), _now_ms(), report.signal_id),
@@ -388,10 +399,30 @@ class Journal:
                 (client_id, now, detail),
             )
 
-    def order_intents(self, rows: list[dict[str, Any]]) -> None:
-        """Several intents in one transaction (both legs of a pair)."""
+    def order_intents(
+        self,
+        rows: list[dict[str, Any]],
+        *,
+        signal: Any = None,
+        plan: dict[str, Any] | None = None,
+    ) -> None:
+        """Several intents in one transaction (both legs of a pair).
+
+        With ``signal`` the signal's row is written in the same transaction (if it is not
+        there yet), and with ``plan`` the pair's plan as its first recovery step: one
+        commit on the order path instead of three. A signal that never reaches this point
+        sent nothing, so recording it only now loses no de-duplication that matters.
+        """
         now = _now_ms()
         with self.transaction() as db:
+            if signal is not None:
+                self._insert_signal(db, signal, now)
+            if plan is not None:
+                db.execute(
+                    "INSERT INTO recovery(signal_id, coin, step, detail, ts_ms) VALUES (?, ?, 'plan', ?, ?)",
+                    (signal.id if signal is not None else rows[0]["signal_id"], plan.pop("coin", ""),
+                     json.dumps(plan, default=str, sort_keys=True), now),
+                )
             for o in rows:
                 db.execute(
                     "INSERT INTO orders(client_id, signal_id, exchange, symbol, purpose, attempt, side, type, tif,"
