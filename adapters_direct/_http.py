@@ -100,6 +100,9 @@ class AdapterOptions(msgspec.Struct, kw_only=True, frozen=True):
     #: honour HTTP(S)_PROXY environment variables
     trust_env: bool = False
     user_agent: str = f"kimp-fast/{_VERSION}"
+    #: ``aiohttp.TraceConfig`` objects for the session (opt-in instrumentation, e.g. the
+    #: latency probe's write-to-socket and first-byte marks); none by default
+    trace_configs: tuple[Any, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("timeout_s", "connect_timeout_s", "keepalive_s", "final_state_timeout_s"):
@@ -126,6 +129,8 @@ class AdapterOptions(msgspec.Struct, kw_only=True, frozen=True):
         if unknown:
             raise TypeError(f"unknown adapter option(s): {', '.join(unknown)}; known: {sorted(known)}")
         kw = {k: v for k, v in options.items() if k != "rate_limiter"}
+        if "trace_configs" in kw:
+            kw["trace_configs"] = tuple(kw["trace_configs"])
         if "symbols" in kw:
             syms = kw["symbols"]
             kw["symbols"] = (syms,) if isinstance(syms, str) else tuple(syms)
@@ -247,6 +252,7 @@ class Transport:
             raise_for_status=False,
             auto_decompress=True,  # exchangeInfo is large and comes gzip'ed
             trust_env=o.trust_env,
+            trace_configs=list(o.trace_configs) or None,
         )
 
     async def close(self) -> None:

@@ -1,0 +1,5 @@
+import sys
+
+from kimp_fast.probe import main
+
+sys.exit(main())

@@ -1,0 +1,135 @@
+"""The exchange simulator in its own process, and a small client for its control API.
+
+The probe never runs the simulator in the engine's event loop: the simulator's own CPU
+time would then interleave with the engine's and show up as engine overhead. In its own
+process (on uvloop, like ``kimp-fast sim``) it behaves like a remote exchange whose
+service time is part of the network round trip.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from typing import Any
+
+import aiohttp
+
+__all__ = ["SimControl", "SimProcess"]
+
+
+class SimProcess:
+    """``kimp-fast sim`` as a child process (``with SimProcess(...) as sim: sim.url``).
+
+    Parameters
+    ----------
+    upbit_delay_ms, binance_delay_ms
+        Delay the simulator adds before every response of that exchange.
+    seed
+        Seed of the price process (prices are frozen: volatility 0).
+    """
+
+    def __init__(self, *, upbit_delay_ms: float = 0.0, binance_delay_ms: float = 0.0, seed: int = 1,
+                 start_timeout_s: float = 30.0) -> None:
+        self.args = [
+            sys.executable, "-m", "kimp_fast", "sim", "--port", "0", "--seed", str(seed),
+            "--volatility", "0", "--premium-volatility", "0",
+            "--upbit-delay-ms", str(upbit_delay_ms), "--binance-delay-ms", str(binance_delay_ms),
+        ]
+        self.start_timeout_s = start_timeout_s
+        self.proc: subprocess.Popen[str] | None = None
+        self.info: dict[str, Any] = {}
+
+    @property
+    def url(self) -> str:
+        return str(self.info["url"])
+
+    def environ(self) -> dict[str, str]:
+        """The simulator's keys under the env names the probe's engine config reads."""
+        u, b = self.info["upbit"], self.info["binance"]
+        return {
+            "PROBE_UPBIT_ACCESS": u["access_key"],
+            "PROBE_UPBIT_SECRET": u["secret_key"],
+            "PROBE_BINANCE_KEY": b["api_key"],
+            "PROBE_BINANCE_SECRET": b["secret_key"],
+        }
+
+    def start(self) -> "SimProcess":
+        env = dict(os.environ)
+        env.pop("KIMP_FAST_NO_EXTENSIONS", None)  # the exchange side is the same for every variant
+        self.proc = subprocess.Popen(
+            self.args, stdout=subprocess.PIPE, stderr=None, text=True, env=env, start_new_session=True,
+        )
+        assert self.proc.stdout is not None
+        import selectors
+
+        sel = selectors.DefaultSelector()
+        sel.register(self.proc.stdout, selectors.EVENT_READ)
+        ready = sel.select(self.start_timeout_s)
+        sel.close()
+        line = self.proc.stdout.readline() if ready else ""
+        if not line:
+            self.stop()
+            raise RuntimeError(f"the simulator did not start within {self.start_timeout_s}s")
+        self.info = json.loads(line)
+        return self
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+    def __enter__(self) -> "SimProcess":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class SimControl:
+    """The simulator's ``/_sim/`` control API (delays, stats, request log, ledger)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url.rstrip("/")
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> "SimControl":
+        self._session = aiohttp.ClientSession()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def _call(self, method: str, path: str, body: Any = None) -> Any:
+        assert self._session is not None, "use 'async with SimControl(url)'"
+        async with self._session.request(method, f"{self.url}/_sim/{path}", json=body) as r:
+            if r.status >= 300:
+                raise RuntimeError(f"simulator control {method} {path}: HTTP {r.status} {await r.text()}")
+            return await r.json()
+
+    async def set_delays(self, upbit_ms: float, binance_ms: float) -> None:
+        await self._call("POST", "config", {"upbit_delay_ms": upbit_ms, "binance_delay_ms": binance_ms})
+
+    async def stats(self) -> dict[str, Any]:
+        return await self._call("GET", "stats")
+
+    async def clear_stats(self) -> None:
+        await self._call("DELETE", "stats")
+
+    async def requests(self, limit: int = 10_000) -> list[dict[str, Any]]:
+        return (await self._call("GET", f"requests?limit={limit}"))["requests"]
+
+    async def ledger(self) -> dict[str, Any]:
+        return await self._call("GET", "ledger")
