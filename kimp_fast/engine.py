@@ -344,6 +344,15 @@ class KimpEngine:
             return f"signal time stamp is {sig.ts_ms - now_ms} ms in the future"
         if sig.expired(now_ms):
             return f"signal expired {now_ms - sig.ts_ms - sig.ttl_ms} ms ago (ts_ms + ttl_ms < now)"
+        if sig.qty is not None:
+            # A size no single order can have is a broken signal, not one to cap and trade.
+            try:
+                rules = self.binance.rules(self.perp_symbol(sig.coin))
+            except KeyError as exc:
+                return str(exc)
+            largest = rules.market_max_qty or rules.max_qty
+            if largest is not None and sig.qty > largest:
+                return f"qty {sig.qty} exceeds the largest order {self.perp_symbol(sig.coin)} accepts ({largest})"
         return ""
 
     def _malformed(self, raw: object, exc: Exception) -> ExecutionReport:
@@ -644,14 +653,23 @@ class KimpEngine:
         coin = sig.coin
         spot, perp = self.spot_symbol(coin), self.perp_symbol(coin)
         brules, urules = self.binance.rules(perp), self.upbit.rules(spot)
-        qty = sig.qty if sig.qty is not None else pos.qty
-        if qty > pos.qty:
-            return self._refuse(sig, f"qty {qty} exceeds the open position {pos.qty}", timings, status="rejected")
-        qty = (qty / brules.qty_step).to_integral_value(rounding=ROUND_DOWN) * brules.qty_step
+        requested = sig.qty if sig.qty is not None else pos.qty
+        if requested > pos.qty:
+            return self._refuse(sig, f"qty {requested} exceeds the open position {pos.qty}", timings, status="rejected")
+        lot = brules.qty_step
+        qty = (requested / lot).to_integral_value(rounding=ROUND_DOWN) * lot
+        spot_held, short_held = _held(pos)
+        # Leaving less than one lot open would leave a position no order can close (and
+        # that blocks every later ENTER): such an EXIT closes everything, both legs whole
+        # (the short is a whole number of lots; the spot leg carries any residual).
+        full = requested >= pos.qty or pos.qty - qty < lot
+        if full:
+            qty = (short_held / lot).to_integral_value(rounding=ROUND_DOWN) * lot
+            spot_qty = spot_held
+        else:
+            spot_qty = qty
         if qty <= 0:
-            return self._refuse(sig, f"qty rounds to 0 at the lot step {brules.qty_step}", timings, status="rejected")
-        full = qty == pos.qty
-        spot_qty = qty + (pos.spot_residual if full and pos.spot_residual > 0 else ZERO)
+            return self._refuse(sig, f"qty rounds to 0 at the lot step {lot}", timings, status="rejected")
         spot_qty = (spot_qty / urules.qty_step).to_integral_value(rounding=ROUND_DOWN) * urules.qty_step
         exit_cfg = self.config.exit
         fund_task = None
@@ -665,7 +683,7 @@ class KimpEngine:
                 fund_task.cancel()
             return self._refuse(sig, f"cannot value the exit: {_err_text(exc)}", timings)
         est = estimate_exit(
-            position=pos, qty=qty, upbit_book=ub, binance_book=bb, fx=fx,
+            position=pos, qty=min(qty, pos.qty), upbit_book=ub, binance_book=bb, fx=fx,
             upbit_fee=urules.taker_fee, binance_fee=brules.taker_fee, funding_usdt=funding,
         )
         timings["size"] = _us(t, time.perf_counter_ns())
@@ -742,8 +760,9 @@ class KimpEngine:
             timings["repair"] = _us(tr, time.perf_counter_ns())
         sold = -legs.net("upbit")  # net spot sold
         closed = legs.net("binance")  # net perp bought back
-        spot_after = pos.qty + pos.spot_residual - sold
-        short_after = pos.qty - closed
+        spot_held, short_held = _held(pos)
+        spot_after = spot_held - sold
+        short_after = short_held - closed
         hedged_after = max(min(spot_after, short_after), ZERO)
         residual_after = spot_after - short_after
         closed_pair = pos.qty - hedged_after
@@ -869,14 +888,13 @@ class KimpEngine:
             perp = self.perp_symbol(coin)
             step = self.binance.rules(perp).qty_step
             pos = positions.get(coin)
-            expected_short = pos.qty if pos else ZERO
+            expected_spot, expected_short = _held(pos) if pos else (ZERO, ZERO)
             bpos = await self.binance.get_position(perp)
             actual_short = -bpos.qty
             if abs(actual_short - expected_short) >= step:
                 problems.append(
                     f"{perp} short is {actual_short} at Binance, journal expects {expected_short}"
                 )
-            expected_spot = (pos.qty + pos.spot_residual) if pos else ZERO
             bal = balances.get(coin)
             have = bal.total if bal is not None else ZERO
             # The wallet may hold more of the coin than the engine bought (the user's own);
@@ -941,6 +959,12 @@ def _coerce_signal(raw: Signal | Mapping[str, Any] | str | bytes) -> Signal:
     if isinstance(raw, Mapping):
         return msgspec.convert(dict(raw), Signal, strict=False)
     raise TypeError(f"expected a Signal, a mapping or JSON, got {type(raw).__name__}")
+
+
+def _held(pos: HedgedPosition) -> tuple[Decimal, Decimal]:
+    """(spot, short) the exchanges hold for a position: ``qty`` is the hedged part,
+    ``spot_residual`` = spot − short sits on whichever leg is longer."""
+    return pos.qty + max(pos.spot_residual, ZERO), pos.qty - min(pos.spot_residual, ZERO)
 
 
 def _row_result(o: OrderRow) -> OrderResult:
