@@ -13,7 +13,7 @@ import logging
 import sys
 from decimal import Decimal, InvalidOperation
 
-from ._common import EXIT_FAILED, EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, dumps, fail, run_async
+from ._common import EXIT_FAILED, EXIT_OK, EXIT_RUNTIME, dumps, fail, run_async
 
 HELP = "paper-trade against the built-in simulator (no keys, no network)"
 
@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.json and not live:
         console.print(f"kimp-fast paper: seed {opts.seed}, "
                       + (f"{opts.signals} signals" if opts.signals else f"{opts.stop_after_s:g} s")
-                      + (", faults injected" if opts.faults else "") + " ...")
+                      + (", faults injected" if opts.faults else "") + " ...", markup=False)
     try:
         result = run_async(main())
     except KeyboardInterrupt:
@@ -115,11 +115,9 @@ def run(args: argparse.Namespace) -> int:
         if not live:
             for r in result.records:
                 console.print(f"  {r.at_s:5.1f}s {r.report.signal_id} {r.report.action} {r.report.status}"
-                              + (f" [{r.fault.name}]" if r.fault else ""))
+                              + (f" [{r.fault.name}]" if r.fault else ""), markup=False)
         from ..paper.report import render_summary
 
         render_summary(result.summary, console)
     return EXIT_OK if result.ok else EXIT_FAILED
 
-
-_ = EXIT_USAGE  # argparse itself exits 2 on bad usage

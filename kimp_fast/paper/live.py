@@ -46,6 +46,10 @@ def render(snap: dict[str, Any]) -> Group:
     title.append("kimp-fast paper ", style="bold")
     title.append(f"{snap['phase']}  {snap['elapsed']:5.1f}/{snap['limit_s']:g} s  signals {snap['signals']}"
                  + (f"/{snap['max_signals']}" if snap["max_signals"] else ""))
+    totals = [r.report.timings_us["total"] for r in snap["all_records"] if "total" in r.report.timings_us]
+    if totals:
+        totals.sort()
+        title.append(f"  latency total p50 {totals[len(totals) // 2]:,.0f} µs, max {totals[-1]:,.0f} µs", style="dim")
     if snap["halted"]:
         title.append(f"  HALTED: {snap['halt_reason']}", style="bold red")
     parts.append(title)
@@ -99,7 +103,7 @@ def render(snap: dict[str, Any]) -> Group:
     for r in snap["records"]:
         t = r.report.timings_us
         sig.add_row(f"{r.at_s:.1f}s", r.report.signal_id, Text(r.report.status, style=_status_style(r.report.status)),
-                    r.fault.name if r.fault else "", f"{t.get('total', 0):,.0f}", f"{t.get('send', 0):,.0f}")
+                    Text(r.fault.name if r.fault else ""), f"{t.get('total', 0):,.0f}", f"{t.get('send', 0):,.0f}")
     parts.append(sig)
     return Group(*parts)
 

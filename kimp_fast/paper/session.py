@@ -148,7 +148,7 @@ class PaperRun:
             "signals": len(self.records), "max_signals": self.opts.signals,
             "quote": self.quote, "strategy": self.strategy, "events": list(self.events),
             "premium_history": list(self.driver.history) if self.driver else [],
-            "records": self.records[-6:], "orders": [], "positions": {}, "breakers": {},
+            "records": self.records[-6:], "all_records": list(self.records), "orders": [], "positions": {}, "breakers": {},
             "halted": False, "halt_reason": "",
         }
         if e is not None and e.journal is not None:
@@ -263,8 +263,7 @@ class PaperRun:
 
     @staticmethod
     async def _fault_hit(ctl: SimControl, fault_id: int) -> bool:
-        data = await ctl._call("GET", "faults")  # noqa: SLF001 - history is part of the same endpoint
-        return any(h.get("fault") == fault_id for h in data.get("history", []))
+        return any(h.get("fault") == fault_id for h in await ctl.fault_history())
 
     def _summarize(self, journal_path: str, cfg: EngineConfig, before: dict[str, Any], after: dict[str, Any],
                    clock: dict[str, Any], top: dict[str, Any], lot: Decimal) -> dict[str, Any]:

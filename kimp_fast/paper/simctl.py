@@ -102,6 +102,10 @@ class SimControl:
     async def faults(self) -> list[dict[str, Any]]:
         return (await self._call("GET", "faults"))["faults"]
 
+    async def fault_history(self) -> list[dict[str, Any]]:
+        """Faults that fired: ``{"fault": id, "kind", "method", "path"}`` per hit."""
+        return (await self._call("GET", "faults")).get("history", [])
+
     async def clear_faults(self) -> None:
         await self._call("DELETE", "faults")
 
