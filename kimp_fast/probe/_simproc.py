@@ -120,7 +120,11 @@ class SimControl:
             return await r.json()
 
     async def set_delays(self, upbit_ms: float, binance_ms: float) -> None:
-        await self._call("POST", "config", {"upbit_delay_ms": upbit_ms, "binance_delay_ms": binance_ms})
+        await self.configure(upbit_delay_ms=upbit_ms, binance_delay_ms=binance_ms)
+
+    async def configure(self, **settings: Any) -> dict[str, Any]:
+        """``POST /_sim/config`` (delays, limits, fees, ...); returns the new configuration."""
+        return await self._call("POST", "config", settings)
 
     async def stats(self) -> dict[str, Any]:
         return await self._call("GET", "stats")
