@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from decimal import Decimal
 from pathlib import Path
 
 from kimp_fast.journal import Journal
@@ -59,12 +60,11 @@ def test_paper_round_trips_hold_every_invariant_and_match_the_journal(tmp_path):
     assert by_action["ENTER"].get("filled", 0) >= 1 and by_action["EXIT"].get("filled", 0) >= 1, by_action
     # Completed round trips realize P&L; the report splits fees and funding out and the
     # simulator's own ledger agrees with it when the run ends flat.
-    pnl = summary["pnl_krw"]
-    assert float(pnl["fees"]) > 0
-    assert float(pnl["realized"]) + float(pnl["fees"]) - float(pnl["funding"]) == \
-        float(pnl["before_fees_and_funding"])
+    pnl = {k: Decimal(v) for k, v in summary["pnl_krw"].items()}
+    assert pnl["fees"] > 0
+    assert pnl["realized"] + pnl["fees"] - pnl["funding"] == pnl["before_fees_and_funding"]
     if not summary["positions"]:
-        assert abs(float(summary["account"]["value_change_krw"]) - float(pnl["realized"])) < 1.0
+        assert abs(Decimal(summary["account"]["value_change_krw"]) - pnl["realized"]) < 1
     assert summary["funding_events"] >= 1  # accelerated clock: funding falls due within seconds
     for stage in ("validate", "size", "build", "send", "total"):
         assert summary["latency_us"][stage]["n"] >= 1
