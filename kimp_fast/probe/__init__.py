@@ -16,11 +16,12 @@ every number.
 from __future__ import annotations
 
 from ._cli import HELP, add_arguments, main, print_summary, run
-from ._engine_run import HEADLINE, VARIANTS, RunSpec, Variant, run_variant
+from ._engine_run import DEFAULT_VARIANTS, HEADLINE, VARIANTS, RunSpec, Variant, run_variant
 from ._live import LIVE_TEST_PATHS, LiveRefused, check_keys, run_live
 from ._orchestrate import machine_info, run_probe
 
 __all__ = [
+    "DEFAULT_VARIANTS",
     "HEADLINE",
     "HELP",
     "LIVE_TEST_PATHS",

@@ -11,7 +11,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from ._engine_run import VARIANTS, RunSpec, run_variant
+from ._engine_run import DEFAULT_VARIANTS, VARIANTS, RunSpec, run_variant
 
 __all__ = ["add_arguments", "main", "run"]
 
@@ -70,8 +70,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="delay the simulator adds to every Upbit response (default 2, a Seoul host)")
     parser.add_argument("--binance-delay-ms", type=_delay, default=15.0,
                         help="delay the simulator adds to every Binance response (default 15)")
-    parser.add_argument("--variants", type=_variants, default=list(VARIANTS),
-                        help=f"comma-separated, run in this order (default: {','.join(VARIANTS)})")
+    parser.add_argument("--variants", type=_variants, default=list(DEFAULT_VARIANTS),
+                        help=f"comma-separated, run in this order (default: {','.join(DEFAULT_VARIANTS)}; "
+                             f"also: {','.join(sorted(set(VARIANTS) - set(DEFAULT_VARIANTS)))})")
     parser.add_argument("--pairs", type=_pairs, default=_pairs("2:15,15:2,10:10,5:20"),
                         help="UPBIT_MS:BINANCE_MS delay pairs for the concurrency check, run on the first "
                              "variant (default 2:15,15:2,10:10,5:20; '' to skip)")

@@ -32,7 +32,7 @@ from ._recorder import LegClock, TimedAdapter, attach_trace, make_trace_config
 from ._simproc import SimControl, SimProcess
 from ._samples import LEGS, sample
 
-__all__ = ["VARIANTS", "RunSpec", "Variant", "run_variant"]
+__all__ = ["DEFAULT_VARIANTS", "HEADLINE", "VARIANTS", "RunSpec", "Variant", "run_variant"]
 
 _now = time.perf_counter_ns
 
@@ -43,6 +43,7 @@ class Variant:
     loop: str  # "uvloop" | "asyncio"
     build: str  # "compiled" | "pure"
     traced: bool = True
+    spin: bool = False  # keep the loop busy between signals (diagnostic, see RunSpec.spin)
 
 
 #: Variants, in the order they run. The first is the headline (it also runs the
@@ -53,7 +54,10 @@ VARIANTS: dict[str, Variant] = {
     "direct_compiled_asyncio": Variant("direct", "asyncio", "compiled"),
     "ccxt_uvloop": Variant("ccxt", "uvloop", "compiled"),
     "direct_compiled_uvloop_untraced": Variant("direct", "uvloop", "compiled", traced=False),
+    "direct_compiled_uvloop_spin": Variant("direct", "uvloop", "compiled", spin=True),
 }
+#: what runs unless ``--variants`` says otherwise (``*_spin`` keeps a CPU busy: opt-in)
+DEFAULT_VARIANTS = [name for name, v in VARIANTS.items() if not v.spin]
 HEADLINE = "direct_compiled_uvloop"
 
 
@@ -223,7 +227,7 @@ async def _run(spec: RunSpec, variant: Variant, sim: SimProcess) -> dict[str, An
                     notifier=LoggingNotifier(), market_max_age_s=3600.0, market_poll_s=spec.market_poll_s,
                 )
                 async with engine:
-                    spinner = asyncio.ensure_future(_spin()) if spec.spin else None
+                    spinner = asyncio.ensure_future(_spin()) if spec.spin or variant.spin else None
                     runner = _Runner(spec, variant, engine, clocks)
                     await runner.round_trips(spec.warmup, "")
                     runner.errors.clear()

@@ -88,6 +88,42 @@ def machine_info() -> dict[str, Any]:
     }
 
 
+def cpu_wake_penalty(samples: int = 10) -> dict[str, float]:
+    """Median time of the same small piece of hot-path work (encode + sign one Upbit
+    order, ~5 µs compiled) warm in a loop, and right after the CPU idled 10 ms / 200 ms.
+
+    On virtual machines and power-saving CPUs the first microseconds after an idle period
+    run several times slower (cold caches, a vCPU being woken up): every signal that
+    arrives after a quiet spell pays this, which no warm-loop microbenchmark shows.
+    """
+    from decimal import Decimal
+    from statistics import median
+
+    from kimp_fast.orders import encode_upbit_order
+    from kimp_fast.signing import UpbitSigner
+
+    signer = UpbitSigner("probe-access-key-000000000000000000000000", "probe-secret-key-00000000000000000000000")
+    price, vol, step, tick = Decimal("140000000"), Decimal("0.01"), Decimal("0.00000001"), Decimal("1000")
+
+    def work() -> int:
+        t = time.perf_counter_ns()
+        _body, h = encode_upbit_order("KRW-BTC", "bid", "limit", volume=vol, price=price, time_in_force="ioc",
+                                      identifier="probe-cold-check", volume_step=step, price_tick=tick)
+        signer.authorization(h)
+        return time.perf_counter_ns() - t
+
+    for _ in range(200):
+        work()
+    out = {"warm_us": round(median(work() for _ in range(1000)) / 1000, 1)}
+    for idle in (0.01, 0.2):
+        xs = []
+        for _ in range(samples):
+            time.sleep(idle)
+            xs.append(work())
+        out[f"after_{int(idle * 1000)}ms_idle_us"] = round(median(xs) / 1000, 1)
+    return out
+
+
 def _worker(spec: RunSpec, env_extra: dict[str, str | None], timeout_s: float) -> dict[str, Any]:
     env = dict(os.environ)
     for k, v in env_extra.items():
@@ -143,7 +179,7 @@ def run_probe(
     report: dict[str, Any] = {
         "schema": SCHEMA,
         "mode": "simulator",
-        "machine": machine_info(),
+        "machine": {**machine_info(), "cpu_wake": cpu_wake_penalty()},
         "settings": {
             "round_trips_per_variant": n, "blocks": len(_blocks(n, blocks)), "upbit_delay_ms": upbit_delay_ms,
             "binance_delay_ms": binance_delay_ms, "warmup_round_trips_per_block": warmup, "interval_s": interval_s,
@@ -184,7 +220,7 @@ def run_probe(
                 m["sim_service_p50_us"].append(round(r["sim_service_us"]["median"], 1))
     for name in variants:
         v, m = VARIANTS[name], merged[name]
-        base = {"adapter": v.adapter, "loop": v.loop, "build": v.build, "traced": v.traced}
+        base = {"adapter": v.adapter, "loop": v.loop, "build": v.build, "traced": v.traced, "spin": v.spin}
         if not m["enter"]:
             report["variants"][name] = {"available": False, **base,
                                         "reason": "; ".join(dict.fromkeys(m["unavailable"])) or "no sample"}
@@ -238,6 +274,11 @@ def ratios(variants: dict[str, Any]) -> dict[str, Any]:
     traced, untraced = _m(variants, HEADLINE, "total_us"), _m(variants, "direct_compiled_uvloop_untraced", "total_us")
     if traced and untraced:
         out["instrumentation_cost_us_p50"] = round(traced["p50"] - untraced["p50"], 1)
+    out["idle_vs_spin"] = {
+        key: {q: ratio(_m(variants, HEADLINE, key), _m(variants, "direct_compiled_uvloop_spin", key), q)
+              for q in ("p50", "p99")}
+        for key in ("signal_to_wire_us", "legs_to_wire_us", "overhead_us")
+    }
     return out
 
 
