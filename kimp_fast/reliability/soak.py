@@ -68,6 +68,8 @@ class SoakOptions:
     webhook_token: str = "soak-webhook-token"
     trace_path: str | None = None  # JSON lines: every step, its faults and reports
     progress: Callable[[str], None] | None = None
+    #: called with {"engine", "config", "webhook", "control"} before they are closed (tests)
+    inspect: Callable[[dict[str, Any]], None] | None = None
     progress_every_s: float = 10.0
     max_violations_kept: int = 500
 
@@ -259,6 +261,8 @@ async def run_soak(opts: SoakOptions) -> dict[str, Any]:
         integrity = checker.view.integrity()
         if integrity != "ok":
             run.violations.append(f"journal integrity_check: {integrity}")
+        if opts.inspect is not None:
+            opts.inspect({"engine": engine, "config": cfg, "webhook": hook, "control": control})
         hook_stats = {"posts": len(hook.posts), "embeds": len(hook.embeds), "critical": len(hook.criticals()),
                       "stray": len(hook.stray)}
     duration = time.monotonic() - t0

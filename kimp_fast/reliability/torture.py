@@ -53,7 +53,7 @@ from .setup import SIM_KWARGS, HarnessTimings, config_sections, fast_sim_limits,
 from .simctl import SimControl
 from .webhook import WebhookReceiver
 
-__all__ = ["DriverProcess", "TortureOptions", "run_torture", "SCENARIOS"]
+__all__ = ["DriverProcess", "TortureOptions", "run_torture", "SCENARIOS", "write_driver_config"]
 
 SCENARIOS = ("after_send", "between_legs", "mid_recovery", "mid_reconcile", "random")
 
@@ -66,6 +66,7 @@ class TortureOptions:
         client_timeout_s=2.0, retry_delays=(0.05, 0.1, 0.2), resolve_timeout_s=6.0))
     recovery_delays: tuple[float, ...] = (0.6, 1.0, 1.5)  # mid_recovery rounds: wide windows
     scenarios: tuple[str, ...] = SCENARIOS
+    cycle: bool = False  # take the scenarios in turn instead of at random
     workdir: str | None = None
     full_check_every: int = 5
     progress: Callable[[str], None] | None = None
@@ -160,6 +161,15 @@ class DriverProcess:
         return [e["report"] for e in self.events if e["event"] == "report"]
 
 
+def write_driver_config(path: str, url: str, journal_path: str, timings: HarnessTimings, *,
+                        synchronous: str = "NORMAL", fast_limits: bool = True, **overrides: Any) -> str:
+    """Write the driver's config file (engine sections + engine keyword arguments)."""
+    sections = config_sections(url, journal_path, timings, synchronous=synchronous, **overrides)
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump({"sections": sections, "engine_kwargs": timings.engine_kwargs(), "fast_limits": fast_limits}, fh)
+    return path
+
+
 class _Torture:
     def __init__(self, opts: TortureOptions, sim: Any, control: SimControl, hook: WebhookReceiver,
                  checker: InvariantChecker, operator: Operator, workdir: str, journal_path: str) -> None:
@@ -215,18 +225,14 @@ class _Torture:
         return "EXIT" if self.position() is not None else "ENTER"
 
     def write_config(self, scenario: str) -> str:
-        t = self.o.timings
         overrides: dict[str, Any] = {}
         if scenario == "mid_recovery":
             overrides["one_leg"] = {"retry_delays": list(self.o.recovery_delays)}
         if scenario == "between_legs" and self.rng.random() < 0.5:
             overrides["execution"] = {"upbit_buy_mode": "market_krw"}
         sync = "FULL" if scenario == "random" and self.rng.random() < 0.5 else "NORMAL"
-        sections = config_sections(self.sim.url, self.journal_path, t, synchronous=sync, **overrides)
-        path = os.path.join(self.workdir, "driver.json")
-        with open(path, "w", encoding="utf-8") as fh:
-            json.dump({"sections": sections, "engine_kwargs": t.engine_kwargs(), "fast_limits": True}, fh)
-        return path
+        return write_driver_config(os.path.join(self.workdir, "driver.json"), self.sim.url, self.journal_path,
+                                   self.o.timings, synchronous=sync, **overrides)
 
     async def start_driver(self, scenario: str) -> DriverProcess | None:
         """Start an engine; returns it once ready (None if it never got there)."""
@@ -495,8 +501,10 @@ async def run_torture(opts: TortureOptions) -> dict[str, Any]:
         t = _Torture(opts, sim, control, hook, checker, operator, workdir, journal_path)
         rng = t.rng
         last = time.monotonic()
+        turn = 0
         while len(t.kills) < opts.kills:
-            scenario = rng.choice(opts.scenarios)
+            scenario = opts.scenarios[turn % len(opts.scenarios)] if opts.cycle else rng.choice(opts.scenarios)
+            turn += 1
             d = await t.start_driver(scenario)
             if d is None:
                 await asyncio.sleep(1.0)
