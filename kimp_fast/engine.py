@@ -295,6 +295,8 @@ class KimpEngine:
             )
             self.journal.record_rejected_signal(sig.id, sig.action, sig.coin, report)
             return report
+        # Durable de-duplication at receipt: the signal is on record (``processing``) even
+        # if the engine dies while it waits for its coin's lock; a restart then closes it.
         new, _prev = self.journal.begin_signal(sig)
         if not new:
             return self._duplicate(sig)
@@ -365,8 +367,7 @@ class KimpEngine:
         )
 
     def _duplicate(self, sig: Signal) -> ExecutionReport:
-        row = self.journal.signal(sig.id) if self.journal else None
-        prev = row["status"] if row else "unknown"
+        prev = (self.journal.signal_status(sig.id) if self.journal else None) or "processing"
         return ExecutionReport(
             signal_id=sig.id, action=sig.action, coin=sig.coin, status="duplicate",
             reason=f"signal id already processed (status {prev})",
@@ -472,8 +473,10 @@ class KimpEngine:
         x = self.executor
         legs = LegBook()
         fx = await self.market.fx(max_age=30.0)
-        j.recovery_step(sig.id, coin, "plan", action="ENTER", qty=str(size.qty), fx=str(fx),
-                        spot_limit=str(size.spot_limit_price), mode=ex_cfg.upbit_buy_mode)
+        plan: dict[str, Any] | None = {
+            "coin": coin, "action": "ENTER", "qty": str(size.qty), "fx": str(fx),
+            "spot_limit": str(size.spot_limit_price), "mode": ex_cfg.upbit_buy_mode,
+        }
         qty = size.qty
         notes: list[str] = []
         failures: list[str] = []
@@ -500,7 +503,8 @@ class KimpEngine:
             if market_krw:
                 # The KRW market buy cannot name a quantity: buy first, then short exactly
                 # what filled (rounded down to the lot; the rest is recorded residual).
-                j.order_intent(**x.intent_row(sig.id, "upbit", "entry", attempt, req_u))
+                j.order_intents([x.intent_row(sig.id, "upbit", "entry", attempt, req_u)], plan=plan)
+                plan = None
                 tb = time.perf_counter_ns()
                 timings["build"] = _us(t, tb)
                 out_u = await x.place("upbit", req_u, reserved=False)
@@ -523,7 +527,8 @@ class KimpEngine:
                 j.order_intents([
                     x.intent_row(sig.id, "upbit", "entry", attempt, req_u),
                     x.intent_row(sig.id, "binance", "entry", attempt, req_b),
-                ])
+                ], plan=plan)
+                plan = None
                 tb = time.perf_counter_ns()
                 timings["build"] = _us(t, tb)
                 out_u, out_b = await asyncio.gather(
@@ -700,8 +705,10 @@ class KimpEngine:
             return self._refuse(sig, reason, timings)
         j = self.journal
         x = self.executor
-        j.recovery_step(sig.id, coin, "plan", action="EXIT", qty=str(qty), spot_qty=str(spot_qty),
-                        fx=str(fx), expected_net_krw=str(est.net_krw))
+        plan = {
+            "coin": coin, "action": "EXIT", "qty": str(qty), "spot_qty": str(spot_qty),
+            "fx": str(fx), "expected_net_krw": str(est.net_krw),
+        }
         req_u = OrderRequest(symbol=spot, side="sell", type="market", quantity=spot_qty,
                              client_id=x.client_id(sig.id, "upbit", "exit", 1))
         req_b = OrderRequest(symbol=perp, side="buy", type="market", quantity=qty, reduce_only=True,
@@ -710,7 +717,7 @@ class KimpEngine:
         j.order_intents([
             x.intent_row(sig.id, "upbit", "exit", 1, req_u),
             x.intent_row(sig.id, "binance", "exit", 1, req_b),
-        ])
+        ], plan=plan)
         tb = time.perf_counter_ns()
         timings["build"] = _us(t1, tb)
         out_u, out_b = await asyncio.gather(
