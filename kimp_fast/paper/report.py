@@ -74,11 +74,13 @@ def pnl_summary(reports: list[ExecutionReport]) -> dict[str, Any]:
             fees += _d(r.fees_krw)
         funding += _d(r.funding_krw)
     q = Decimal("0.01")
+    realized, fees, funding = realized.quantize(q), fees.quantize(q), funding.quantize(q)
     return {
-        "realized": str(realized.quantize(q)),
-        "fees": str(fees.quantize(q)),
-        "funding": str(funding.quantize(q)),
-        "before_fees_and_funding": str((realized + fees - funding).quantize(q)),
+        "realized": str(realized),
+        "fees": str(fees),
+        "funding": str(funding),
+        # from the rounded parts, so the identity holds exactly in the printed numbers
+        "before_fees_and_funding": str(realized + fees - funding),
         "closing_reports": n,
     }
 
