@@ -74,6 +74,7 @@ class KimpEngine:
         lookup_delays: tuple[float, ...] = (0.05, 0.1, 0.2, 0.4, 0.8, 1.0),
         resolve_timeout_s: float = 15.0,
         not_found_confirmations: int = 3,
+        in_flight_grace_s: float | None = None,
         market_max_age_s: float = 1.0,
         market_poll_s: float = 0.0,
     ) -> None:
@@ -86,6 +87,12 @@ class KimpEngine:
         self.lookup_delays = lookup_delays
         self.resolve_timeout_s = resolve_timeout_s
         self.not_found_confirmations = not_found_confirmations
+        # How long after sending an order whose outcome is unknown it may still execute:
+        # Binance refuses a request older than its recvWindow; Upbit documents no bound,
+        # so the same window plus a margin is used for both (see executor.lookup).
+        self.in_flight_grace_s = (
+            config.binance.recv_window_ms / 1000.0 + 1.0 if in_flight_grace_s is None else in_flight_grace_s
+        )
         self.market_max_age_s = market_max_age_s
         self.market_poll_s = market_poll_s
         self.journal: Journal | None = None  # type: ignore[assignment]
@@ -827,7 +834,7 @@ class KimpEngine:
         for row in j.unfinished_orders():
             summary["orders"] += 1
             try:
-                await self.executor.lookup(row.exchange, row.symbol, row.client_id)
+                await self.executor.lookup(row.exchange, row.symbol, row.client_id, created_ms=row.created_ms)
             except Unresolved as exc:
                 self.halt(f"reconcile: {exc}", source="reconcile")
                 summary["mismatches"].append(str(exc))

@@ -71,6 +71,8 @@ class PairExecutor:
 
     def __init__(self, engine: "KimpEngine") -> None:
         self.e = engine
+        # client id -> time.monotonic() when its request left; see lookup()
+        self._sent_at: dict[str, float] = {}
 
     # -- one order ------------------------------------------------------------------
     def client_id(self, signal_id: str, exchange: str, purpose: str, attempt: int) -> str:
@@ -87,6 +89,7 @@ class PairExecutor:
         adapter = self.e.adapter(exchange)
         breaker = self.e.breakers[exchange]
         j = self.e.journal
+        self._sent_at[req.client_id] = time.monotonic()
         try:
             res = await adapter.place_order(req, reserved=reserved)
         except AdapterError as err:
@@ -131,14 +134,29 @@ class PairExecutor:
             return None  # definitely not executed (Rejected, RateLimited, Unavailable, ...)
         return await self.lookup(exchange, symbol, client_id)
 
-    async def lookup(self, exchange: str, symbol: str, client_id: str) -> OrderResult | None:
-        """Look an order up by client id until it is final or proven absent."""
+    async def lookup(
+        self, exchange: str, symbol: str, client_id: str, *, created_ms: int | None = None
+    ) -> OrderResult | None:
+        """Look an order up by client id until it is final or proven absent.
+
+        "Absent" needs ``not_found_confirmations`` answers in a row **and** the request's
+        in-flight grace (``KimpEngine.in_flight_grace_s``) to be over: a request the client
+        gave up on may still sit in the exchange's gateway and execute late (Binance
+        accepts it until its ``recvWindow`` runs out), and declaring it absent too early
+        would send a retry next to it. ``created_ms`` (wall clock) stands in for the send
+        time of an order journaled by an earlier process.
+        """
         adapter = self.e.adapter(exchange)
         breaker = self.e.breakers[exchange]
         delays: Sequence[float] = self.e.lookup_delays
+        now = time.monotonic()
+        sent = self._sent_at.get(client_id)
+        if sent is None:
+            sent = now - (max(0, time.time_ns() // 1_000_000 - created_ms) / 1000.0 if created_ms else 0.0)
+        settle_at = sent + self.e.in_flight_grace_s
         not_found = 0
         last_err = ""
-        deadline = time.monotonic() + self.e.resolve_timeout_s
+        deadline = max(now + self.e.resolve_timeout_s, settle_at + 1.0)
         i = 0
         while True:
             try:
@@ -146,9 +164,11 @@ class PairExecutor:
             except OrderNotFound:
                 breaker.record_success()
                 not_found += 1
-                # Not found several times in a row, spread over time: the order is absent.
-                if not_found >= self.e.not_found_confirmations:
+                # Not found several times in a row, spread over time, after the request
+                # can no longer be executing: the order is absent.
+                if not_found >= self.e.not_found_confirmations and time.monotonic() >= settle_at:
                     self.e.journal.update_order(client_id, "absent", detail="not found at the exchange")
+                    self._sent_at.pop(client_id, None)
                     return None
             except AdapterError as err:
                 if err.infrastructure:
@@ -157,6 +177,7 @@ class PairExecutor:
                 last_err = _err_text(err)
             else:
                 breaker.record_success()
+                self._sent_at.pop(client_id, None)
                 if res.final:
                     self._journal_result(res)
                     return res
