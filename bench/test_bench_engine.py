@@ -27,28 +27,11 @@ from typing import Any
 import pytest
 
 import kimp_fast
-from kimp_fast.probe._simproc import SimControl, SimProcess
+from kimp_fast.probe._simproc import OPEN_LIMITS, SimControl, SimProcess, wide_limiter
 
 # (adapter type, event loop)
 CASES = [("direct", "uvloop"), ("direct", "asyncio"), ("ccxt", "uvloop")]
 QTY = Decimal("0.01")
-_UPBIT_OPEN = 10_000
-_OPEN_LIMITS = {
-    "upbit_order_per_s": float(_UPBIT_OPEN), "upbit_default_per_s": float(_UPBIT_OPEN),
-    "upbit_quotation_per_s": float(_UPBIT_OPEN),
-    "binance_weight_per_min": 10_000_000, "binance_orders_per_10s": 1_000_000, "binance_orders_per_min": 1_000_000,
-}
-
-
-def _limiter(exchange: str) -> Any:
-    """A limiter as wide as the simulator's raised limits. Upbit's must match them exactly:
-    ``Remaining-Req`` reports what is *left*, and the limiter counts capacity minus that
-    as already spent."""
-    from kimp_fast.ratelimit import BINANCE_BUCKETS, UPBIT_BUCKETS, RateLimiter
-
-    if exchange == "upbit":
-        return RateLimiter("upbit", buckets={name: (_UPBIT_OPEN, per) for name, (_cap, per) in UPBIT_BUCKETS.items()})
-    return RateLimiter("binance", buckets={name: (cap * 10_000, per) for name, (cap, per) in BINANCE_BUCKETS.items()})
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +73,7 @@ def started_engine(request: pytest.FixtureRequest, sim_process: SimProcess, tmp_
     for ex in ("upbit", "binance"):
         section = cfg.upbit if ex == "upbit" else cfg.binance
         key, secret = cfg.upbit_keys(environ) if ex == "upbit" else cfg.binance_keys(environ)
-        opts = {**_adapter_options(cfg, ex), "rate_limiter": _limiter(ex)}
+        opts = {**_adapter_options(cfg, ex), "rate_limiter": wide_limiter(ex)}
         adapters[ex] = ExchangeFactory.create(ex, section.adapter, api_key=key, secret_key=secret.get(),
                                               base_url=section.base_url, **opts)
     engine = KimpEngine(cfg, upbit=adapters["upbit"], binance=adapters["binance"], environ=environ,
@@ -100,7 +83,7 @@ def started_engine(request: pytest.FixtureRequest, sim_process: SimProcess, tmp_
 
     async def start() -> None:
         async with SimControl(sim.url) as control:
-            await control.configure(limits=_OPEN_LIMITS, upbit_delay_ms=0, binance_delay_ms=0)
+            await control.configure(limits=OPEN_LIMITS, upbit_delay_ms=0, binance_delay_ms=0)
         await adapters["upbit"].__aenter__()
         await adapters["binance"].__aenter__()
         await engine.start()

@@ -22,6 +22,7 @@ from typing import Any
 
 from ._engine_run import HEADLINE, VARIANTS, RunSpec
 from ._samples import concurrency_row, summarize
+from ._simproc import _die_with_parent
 from ._stats import ratio
 
 __all__ = ["machine_info", "run_probe", "targets"]
@@ -136,7 +137,8 @@ def _worker(spec: RunSpec, env_extra: dict[str, str | None], timeout_s: float) -
         cmd = [sys.executable, "-m", "kimp_fast.probe", "--worker-spec", json.dumps(asdict(spec)),
                "--worker-out", str(out)]
         try:
-            proc = subprocess.run(cmd, env=env, timeout=timeout_s, stdout=subprocess.PIPE, stderr=None, text=True)
+            proc = subprocess.run(cmd, env=env, timeout=timeout_s, stdout=subprocess.PIPE, stderr=None, text=True,
+                                  preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
         except subprocess.TimeoutExpired:
             return {"available": False, "reason": f"worker timed out after {timeout_s:.0f}s"}
         if proc.returncode != 0 or not out.exists():

@@ -17,7 +17,41 @@ from typing import Any
 
 import aiohttp
 
-__all__ = ["SimControl", "SimProcess"]
+__all__ = ["OPEN_LIMITS", "SimControl", "SimProcess", "wide_limiter"]
+
+#: Upbit request budget per group and second used with :data:`OPEN_LIMITS` (client and
+#: simulator must agree: ``Remaining-Req`` reports what is *left*, and the client's
+#: limiter counts its own capacity minus that as already spent)
+UPBIT_OPEN_PER_S = 10_000
+#: simulator limits wide enough that nothing a probe or benchmark does is throttled
+OPEN_LIMITS: dict[str, float | int] = {
+    "upbit_order_per_s": float(UPBIT_OPEN_PER_S),
+    "upbit_default_per_s": float(UPBIT_OPEN_PER_S),
+    "upbit_quotation_per_s": float(UPBIT_OPEN_PER_S),
+    "binance_weight_per_min": 10_000_000,
+    "binance_orders_per_10s": 1_000_000,
+    "binance_orders_per_min": 1_000_000,
+}
+
+
+def wide_limiter(exchange: str) -> Any:
+    """A ``RateLimiter`` matching :data:`OPEN_LIMITS`: the limiter's code runs on every
+    request, but no request ever waits for a budget."""
+    from kimp_fast.ratelimit import BINANCE_BUCKETS, UPBIT_BUCKETS, RateLimiter
+
+    if exchange == "upbit":
+        return RateLimiter("upbit", buckets={name: (UPBIT_OPEN_PER_S, per) for name, (_c, per) in UPBIT_BUCKETS.items()})
+    return RateLimiter("binance", buckets={name: (cap * 10_000, per) for name, (cap, per) in BINANCE_BUCKETS.items()})
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    """Linux: SIGTERM the simulator when the process that started it dies."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 class SimProcess:
@@ -61,6 +95,7 @@ class SimProcess:
         env.pop("KIMP_FAST_NO_EXTENSIONS", None)  # the exchange side is the same for every variant
         self.proc = subprocess.Popen(
             self.args, stdout=subprocess.PIPE, stderr=None, text=True, env=env, start_new_session=True,
+            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
         )
         assert self.proc.stdout is not None
         import selectors
