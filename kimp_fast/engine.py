@@ -600,10 +600,15 @@ class KimpEngine:
             buy_u = legs.avg("upbit", "buy") or ZERO
             sell_b = legs.avg("binance", "sell") or ZERO
             kimp = premium(buy_u, sell_b, fx) if buy_u > 0 and sell_b > 0 else None
+            # Funding is attributed from opened_ts_ms: take the moment this signal's first
+            # order left, not the end of its repair — the short may have been held (and
+            # funded) for seconds before a missing leg was completed. The coin was flat
+            # before this ENTER, so no earlier funding can fall in the window.
+            opened = min((o.created_ms for o in self.journal.orders_for_signal(sig.id)), default=_now_ms())
             position = HedgedPosition(
                 coin=coin, qty=hedged, entry_spot_price=buy_u, entry_perp_price=sell_b, entry_fx=fx,
                 entry_fees_krw=legs.fees["upbit"], entry_fees_usdt=legs.fees["binance"],
-                opened_ts_ms=_now_ms(), signal_id=sig.id, entry_kimp=kimp, spot_residual=residual,
+                opened_ts_ms=opened, signal_id=sig.id, entry_kimp=kimp, spot_residual=residual,
             )
         realized = self._round_trip_pnl(legs, fx)
         status = {"hedged": "filled", "recovered": "recovered", "unwound": "unwound", "manual": "manual_required"}[outcome]
