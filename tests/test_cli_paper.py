@@ -83,6 +83,11 @@ def test_paper_with_faults_recovers_and_still_holds_every_invariant(tmp_path):
     statuses = summary["signals"]["by_status"]
     assert statuses.get("recovered", 0) + statuses.get("unwound", 0) >= 1, statuses
     assert "manual_required" not in statuses
+    if not summary["positions"]:
+        # Every KRW the simulator's accounts gained or lost (fills, fees, funding) is in the
+        # engine's realized P&L — repairs and unwinds included.
+        realized = Decimal(summary["pnl_krw"]["realized"])
+        assert abs(Decimal(summary["account"]["value_change_krw"]) - realized) < 1, summary["account"]
     with Journal(journal) as j:
         steps = {s["step"] for s in j.recovery_steps()}
         assert steps & {"retry", "unwind"}, steps
