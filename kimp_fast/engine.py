@@ -836,15 +836,26 @@ class KimpEngine:
         """
         j = self.journal
         summary: dict[str, Any] = {"orders": 0, "signals": 0, "mismatches": []}
+        touched: set[str] = set()
         for row in j.unfinished_orders():
             summary["orders"] += 1
+            touched.add(row.signal_id)
             try:
                 await self.executor.lookup(row.exchange, row.symbol, row.client_id, created_ms=row.created_ms)
             except Unresolved as exc:
                 self.halt(f"reconcile: {exc}", source="reconcile")
                 summary["mismatches"].append(str(exc))
                 return summary
-        for srow in j.processing_signals():
+        resume = j.processing_signals()
+        # A signal that ended manual_required because an order's outcome could not be
+        # established is resumed too once that order is resolved: its legs may have
+        # filled (e.g. a naked spot long) and its repair never ran. The halt it raised
+        # stays until an operator resumes.
+        for sid in sorted(touched):
+            srow = j.signal(sid)
+            if srow is not None and srow["status"] == "manual_required":
+                resume.append(srow)
+        for srow in resume:
             summary["signals"] += 1
             await self._resume(srow)
         summary["mismatches"].extend(await self._check_positions())

@@ -381,3 +381,20 @@ def test_engine_runs_embedded_on_uvloop(tmp_path):
         assert rep.status == "filled", rep.reason
         ledger = sim.ledger()
         assert len(ledger["orders"]) == 2
+
+
+async def test_restart_repairs_a_signal_left_manual_by_an_unresolvable_order(engine_factory, control):
+    await control.market(premium=0.01, volatility=0.0)
+    async with engine_factory(engine_kw={"resolve_timeout_s": 0.5, "in_flight_grace_s": 0.2}) as engine:
+        await control.fault(exchange="binance", method="POST", path="/fapi/v1/order", kind="drop_before", count=1)
+        await control.fault(exchange="binance", method="GET", path="/fapi/v1/order", kind="down", count=1000)
+        rep = await engine.submit(sig("e1"))
+        assert rep.status == "manual_required"
+        spot, perp = await control.exposure()
+        assert spot == D("0.01") and perp == 0  # naked long: the short was never placed
+    await control.clear_faults()
+    # The restart resolves the order (absent), resumes the signal and hedges it.
+    async with engine_factory(engine_kw={"in_flight_grace_s": 0.2}) as engine:
+        assert engine.journal.signal("e1")["status"] in ("recovered", "unwound")
+        await assert_hedged(control)
+        assert engine.halted  # the operator still has to look and resume
