@@ -35,37 +35,30 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def _available() -> dict[str, tuple[str, str]]:
-    from importlib.util import find_spec
-
-    out = {}
-    for name, (mod, help_) in COMMANDS.items():
-        try:
-            if find_spec(mod) is not None:
-                out[name] = (mod, help_)
-        except ModuleNotFoundError:
-            pass
-    return out
-
-
-def build_parser() -> tuple[argparse.ArgumentParser, dict[str, str]]:
+def build_parser(only: str | None = None) -> tuple[argparse.ArgumentParser, dict[str, str]]:
+    """The parser; with ``only``, just that subcommand's module is imported (the others
+    are listed by name) so that e.g. ``kimp-fast status`` never imports aiohttp."""
     parser = argparse.ArgumentParser(
         prog="kimp-fast",
         description="Kimchi-premium execution engine: Upbit KRW spot + Binance USDT-M perpetual.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     modules: dict[str, str] = {}
-    for name, (mod_name, help_) in _available().items():
+    for name, (mod_name, help_) in COMMANDS.items():
         p = sub.add_parser(name, help=help_, description=help_)
+        modules[name] = mod_name
+        if only is not None and name != only:
+            continue
         mod = import_module(mod_name)
         adder = getattr(mod, f"add_arguments_{name}", None) or mod.add_arguments
         adder(p)
-        modules[name] = mod_name
     return parser, modules
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser, modules = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    first = next((a for a in argv if not a.startswith("-")), None)
+    parser, modules = build_parser(only=first if first in COMMANDS else None)
     args = parser.parse_args(argv)
     if not args.command:
         parser.print_help()
