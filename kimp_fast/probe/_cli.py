@@ -134,8 +134,10 @@ def print_summary(report: dict[str, Any], out: Any = sys.stdout) -> None:
               f"{_fmt(v.get('overhead_us'), 'p99'):>10} {_fmt(v.get('total_us')):>10}", file=out)
     for c in report.get("concurrency", []):
         print(f"concurrency Upbit {c['d1_ms']:g} ms / Binance {c['d2_ms']:g} ms: ENTER total p50 "
-              f"{c['total_ms_p50']} ms (max {c['max_d_ms']:g}, sum {c['sum_d_ms']:g}, bound {c['bound_ms']}) "
-              f"{'ok' if c['within_bound'] else 'OUT OF BOUND'}", file=out)
+              f"{c['total_ms_p50']} ms; nominal bound {c['bound_ms']} ({'ok' if c['within_bound'] else 'over'}); "
+              f"legs' network p50 {c['leg_network_ms_p50']}, measured bound {c['measured_bound_ms']} "
+              f"({'ok' if c['within_measured_bound'] else 'over'}); legs overlapped in "
+              f"{c['legs_overlapped_share']:.0%} of ENTERs", file=out)
     for t in report.get("targets", []):
         state = {True: "met", False: "MISSED", None: "n/a"}[t["met"]]
         print(f"target {t['target']}: {t['measured']} (limit {t['limit']}) -> {state}", file=out)

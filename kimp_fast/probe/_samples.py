@@ -52,6 +52,8 @@ def sample(t0: int, t1: int, report: Any, marks: dict[str, dict[str, Any]] | Non
     s["post_legs"] = _us(t1 - max(m["adapter_out"] for m in marks.values()))
     s["build_sign"] = max(legs[ex]["build_sign"] for ex in LEGS)
     s["write"] = max(legs[ex]["write"] for ex in LEGS)
+    # Concurrent legs: both requests were written before the first answer arrived.
+    s["legs_overlap"] = max(m["wire"] for m in marks.values()) < min(m["resp_end"] for m in marks.values())
     s["legs_to_wire"] = _us(max(m["wire"] for m in marks.values()) - min(m["adapter_in"] for m in marks.values()))
     s["first_byte"] = legs[slow]["first_byte"]
     s["parse"] = legs[slow]["parse"]
@@ -126,5 +128,7 @@ def concurrency_row(d1: float, d2: float, enters: list[dict[str, Any]]) -> dict[
         "measured_bound_ms": measured_bound,
         "within_measured_bound": p50 is not None and measured_bound is not None and p50 <= measured_bound,
         "sum_of_leg_networks_ms_p50": leg_sum,
-        "closer_to_max_than_sum": p50 is not None and abs(p50 - slowest) < abs(p50 - both),
+        "legs_overlapped_share": (round(sum(1 for s in enters if s.get("legs_overlap")) / len(enters), 3)
+                                  if enters else None),
+        "total_below_sum_of_legs": p50 is not None and leg_sum is not None and p50 < leg_sum,
     }
