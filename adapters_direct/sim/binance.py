@@ -293,7 +293,7 @@ class BinanceExchange:
         return self._json([self._book_ticker_row(s) for s in self.rules])
 
     def next_funding_ms(self) -> int:
-        return int(self.s.clock.wall_at_sim(self.s.next_funding_sim) * 1000)
+        return round(self.s.clock.wall_at_sim(self.s.next_funding_sim) * 1000)
 
     def _premium_row(self, sym: str) -> dict[str, Any]:
         mark = self.s.market.mark_price(sym)

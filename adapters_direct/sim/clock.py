@@ -16,6 +16,7 @@ class SimClock:
         self._scale = float(time_scale)
         self._mono0 = time.monotonic()
         self._sim0 = time.time()
+        self._wall0 = self._sim0  # wall time at _mono0: anchors make wall_at_sim() stable
 
     @staticmethod
     def wall() -> float:
@@ -43,6 +44,7 @@ class SimClock:
             raise ValueError("time_scale must be > 0")
         now = time.monotonic()
         self._sim0 = self._sim0 + (now - self._mono0) * self._scale
+        self._wall0 = self._wall0 + (now - self._mono0)
         self._mono0 = now
         self._scale = float(scale)
 
@@ -53,5 +55,8 @@ class SimClock:
         self._sim0 += seconds
 
     def wall_at_sim(self, sim_t: float) -> float:
-        """Real epoch seconds at which the simulation clock will read ``sim_t``."""
-        return time.time() + (sim_t - self.sim()) / self._scale
+        """Real epoch seconds at which the simulation clock will read ``sim_t``.
+
+        Computed from the fixed anchors only (no clock read), so two calls give the same
+        instant — e.g. ``nextFundingTime`` does not jitter by a millisecond between calls."""
+        return self._wall0 + (sim_t - self._sim0) / self._scale
