@@ -84,8 +84,9 @@ async def test_no_secret_in_logs_journal_errors_reprs_or_notifications(tmp_path,
     async with SimServer(seed=21, port=0, upbit_keys=(UPBIT_ACCESS, UPBIT_SECRET),
                          binance_keys=(BINANCE_KEY, BINANCE_SECRET), **SIM_KWARGS) as sim:
         result = await run_soak(SoakOptions(
-            signals=60, seed=21, fault_rate=0.8, late_delays=False, sim=sim, webhook_token=WEBHOOK_TOKEN,
-            fast_limits=False, journal_path=str(journal), inspect=inspect,
+            signals=40, seed=21, fault_rate=0.8, sim=sim, webhook_token=WEBHOOK_TOKEN,
+            timings=HarnessTimings(client_timeout_s=0.3), fast_limits=False, journal_path=str(journal),
+            inspect=inspect,
         ))
         assert result["violations"] == []
         assert sum(result["faults_injected"].values()) > 10

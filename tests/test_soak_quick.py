@@ -14,6 +14,7 @@ import pytest
 
 from kimp_fast.reliability.invariants import InvariantChecker
 from kimp_fast.reliability.scenario import FAULT_KINDS
+from kimp_fast.reliability.setup import HarnessTimings
 from kimp_fast.reliability.soak import SoakOptions, run_soak
 from kimp_fast.reliability.simctl import SimControl
 
@@ -26,10 +27,11 @@ def sig(i: str, action: str = "ENTER", qty: str | None = "0.01") -> dict:
 
 
 async def test_quick_soak_every_invariant_holds(tmp_path):
-    # Every fault kind, both exchanges, orders and reads; delays stay below the client
-    # timeout here (finding F1, test_crash_restart.py has its reproduction).
+    # Every fault kind, both exchanges, orders and reads, including requests the exchange
+    # holds past the client's timeout (finding F1). A short client timeout keeps the
+    # in-flight grace, and so the test, short.
     result = await run_soak(SoakOptions(
-        signals=320, seed=11, late_delays=False, full_check_every=40,
+        signals=320, seed=11, full_check_every=40, timings=HarnessTimings(client_timeout_s=0.3),
         journal_path=str(tmp_path / "journal.sqlite"),
     ))
     assert result["violations"] == [], "\n".join(result["violations"][:10])
@@ -90,10 +92,8 @@ async def test_a_size_no_single_order_can_have_is_rejected_not_capped(engine_fac
     assert await control.orders() == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "finding F1 (docs/RELIABILITY.md): after a timeout the engine declares an order absent "
-    "after three quick 'not found' answers, although the exchange may still be processing "
-    "the request; the late order then executes next to its retry"))
+# Finding F1 (docs/RELIABILITY.md), fixed: "absent" now also needs the request's
+# in-flight grace to be over (KimpEngine.in_flight_grace_s, executor.lookup).
 async def test_an_order_the_exchange_executes_after_the_client_timed_out_is_not_declared_absent(
         engine_factory, control, sim):
     await control.market(premium=0.01, volatility=0.0)

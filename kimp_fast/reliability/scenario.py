@@ -12,6 +12,8 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
+from .setup import LATE_DELAY_MAX_S
+
 __all__ = ["FAULT_KINDS", "FaultPlanner", "SignalSpec", "Step", "ScenarioGenerator"]
 
 FAULT_KINDS = (
@@ -104,7 +106,7 @@ class FaultPlanner:
             spec["path"] = path
         if kind == "delay":
             if self.late_delays and rng.random() < 0.3:  # beyond the client's timeout
-                spec["ms"] = self.client_timeout_ms + rng.randint(100, 1200)
+                spec["ms"] = self.client_timeout_ms + rng.randint(100, int(LATE_DELAY_MAX_S * 1000))
             else:
                 spec["ms"] = rng.randint(20, max(21, int(self.client_timeout_ms * 0.6)))
             spec["phase"] = rng.choice(("before", "after"))

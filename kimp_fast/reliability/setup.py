@@ -17,6 +17,10 @@ ENV = {
 }
 
 
+#: the longest an injected gateway delay outlasts the client's timeout (seconds)
+LATE_DELAY_MAX_S = 0.7
+
+
 class HarnessTimings:
     """Short timings so thousands of faulted signals fit in minutes.
 
@@ -27,15 +31,17 @@ class HarnessTimings:
     def __init__(self, *, client_timeout_s: float = 1.0, retry_delays: tuple[float, ...] = (0.02, 0.05, 0.1),
                  lookup_delays: tuple[float, ...] = (0.02, 0.05, 0.1, 0.2), resolve_timeout_s: float = 4.0,
                  breaker_recovery_s: float = 0.5, market_max_age_s: float = 0.5,
-                 in_flight_grace_s: float = 2.5) -> None:
+                 in_flight_grace_s: float | None = None) -> None:
         self.client_timeout_s = client_timeout_s
         self.retry_delays = tuple(retry_delays)
         self.lookup_delays = tuple(lookup_delays)
         self.resolve_timeout_s = resolve_timeout_s
         self.breaker_recovery_s = breaker_recovery_s
         self.market_max_age_s = market_max_age_s
-        # must exceed the longest injected gateway delay: until then "not found" is no proof
-        self.in_flight_grace_s = in_flight_grace_s
+        # must exceed the longest injected gateway delay (FaultPlanner: client timeout + at
+        # most LATE_DELAY_MAX_S): until then "not found" is no proof
+        self.in_flight_grace_s = (client_timeout_s + LATE_DELAY_MAX_S + 0.5 if in_flight_grace_s is None
+                                  else in_flight_grace_s)
 
     def engine_kwargs(self) -> dict[str, Any]:
         return {"lookup_delays": self.lookup_delays, "resolve_timeout_s": self.resolve_timeout_s,

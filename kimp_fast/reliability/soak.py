@@ -108,6 +108,7 @@ class _Run:
             return None
 
     async def run_step(self, step: Step) -> None:
+        t_step = time.monotonic()
         c = self.control
         await c.market(premium=step.premium)
         for f in step.faults:
@@ -162,11 +163,12 @@ class _Run:
             await self.operator.intervene(
                 reason=why, signal_id=",".join(r.signal_id for r in manual),
                 reconcile=self.engine.reconcile, resume=lambda: self.engine.resume(source="soak-operator"),
-                settle_s=self.o.timings.client_timeout_s + 1.5,
+                settle_s=self.o.timings.in_flight_grace_s,
             )
         if self.trace is not None:
             self.trace.write(json.dumps({
-                "step": step.index, "kind": step.kind, "premium": step.premium, "faults": step.faults,
+                "step": step.index, "kind": step.kind, "ms": round((time.monotonic() - t_step) * 1000),
+                "premium": step.premium, "faults": step.faults,
                 "fired": dict(fired),
                 "reports": [{"kind": sp.kind, "id": sp.signal_id, "status": r.status if r else "EXCEPTION",
                              "reason": r.reason[:300] if r else "", "qty": str(r.qty) if r else ""}
@@ -182,7 +184,7 @@ class _Run:
             await self.operator.intervene(
                 reason="invariant violation: " + found[0][:300], reconcile=self.engine.reconcile,
                 resume=lambda: self.engine.resume(source="soak-operator"),
-                settle_s=self.o.timings.client_timeout_s + 1.5,
+                settle_s=self.o.timings.in_flight_grace_s,
             )
             await self.checker.check(f"seed {self.o.seed} step {step.index} after operator")
 
@@ -254,7 +256,7 @@ async def run_soak(opts: SoakOptions) -> dict[str, Any]:
                     f"{rate:.1f} signals/s"
                 )
         await control.settle_faults()
-        await asyncio.sleep(t.client_timeout_s + 1.5)  # delayed requests still inside the simulator land
+        await asyncio.sleep(t.in_flight_grace_s)  # delayed requests still inside the simulator land
         for msg in await checker.check(f"seed {opts.seed} final", full=True):
             run.violations.append(f"[seed {opts.seed} final] {msg}")
         counts = checker.view.counts()
