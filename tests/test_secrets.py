@@ -127,7 +127,7 @@ async def test_no_secret_in_logs_journal_errors_reprs_or_notifications(tmp_path,
         if p.exists():
             texts[f"journal file {p.name}"] = p.read_bytes()
     assert any(k.startswith("journal file") for k in texts)
-    assert len(records) > 20, "too few log records to mean anything"
+    assert len(records) > 10, "too few log records to mean anything"
 
     assert _find(texts, SECRETS) == []
     # ``upbit_keys()``/``binance_keys()`` hand out the identifier itself (a plain str, the
