@@ -968,7 +968,13 @@ class KimpEngine:
                 elif level == "warning":
                     self._notify(Severity.WARNING, "margin warning", msg)
                 else:
+                    if not any(lv == "critical" for lv in self._risk_level.values()):
+                        self._risk_halt = ""  # the risk that halted entries is gone
                     self._notify(Severity.INFO, "margin back to normal", msg)
+        for coin in [c for c, lv in self._risk_level.items() if lv != "ok" and c not in out]:
+            self._risk_level[coin] = "ok"  # the position was closed: no margin at risk
+        if self._risk_halt and not any(lv == "critical" for lv in self._risk_level.values()):
+            self._risk_halt = ""
         return out
 
     async def _poll_loop(self) -> None:

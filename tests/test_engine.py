@@ -331,6 +331,9 @@ async def test_risk_monitor_critical_margin_halts_new_entries(engine_factory, co
         # Exits are still allowed: reducing risk is exactly what is wanted.
         await control.market(premium=0.03)
         assert (await engine.submit(sig("x1", "EXIT", None))).status == "filled"
+        # With the position closed nothing is at risk: the next check lifts the entry halt.
+        assert await engine.check_risk() == {}
+        assert (await engine.submit(sig("e3"))).status == "filled"
 
 
 async def test_exit_pnl_matches_the_exchanges_fills(engine_factory, control):
