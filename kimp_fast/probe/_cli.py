@@ -74,8 +74,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"comma-separated, run in this order (default: {','.join(DEFAULT_VARIANTS)}; "
                              f"also: {','.join(sorted(set(VARIANTS) - set(DEFAULT_VARIANTS)))})")
     parser.add_argument("--pairs", type=_pairs, default=_pairs("2:15,15:2,10:10,5:20"),
-                        help="UPBIT_MS:BINANCE_MS delay pairs for the concurrency check, run on the first "
-                             "variant (default 2:15,15:2,10:10,5:20; '' to skip)")
+                        help="UPBIT_MS:BINANCE_MS delay pairs for the concurrency check, run on "
+                             "direct_compiled_uvloop if selected, else the first variant "
+                             "(default 2:15,15:2,10:10,5:20; '' to skip)")
     parser.add_argument("--pair-n", type=_pos_int, default=20, help="round trips per delay pair (default 20)")
     parser.add_argument("--warmup", type=_nonneg_int, default=5,
                         help="unrecorded round trips at the start of every block (default 5)")

@@ -209,7 +209,8 @@ def _profile_rows(profiler: cProfile.Profile, submits: int, top: int = 30) -> di
         })
     by_tot = sorted(rows, key=lambda r: -r["tottime_us_per_submit"])[:top]
     by_cum = sorted(rows, key=lambda r: -r["cumtime_us_per_submit"])[:top]
-    return {"submits": submits, "by_tottime": by_tot, "by_cumtime": by_cum}
+    total = round(sum(r["tottime_us_per_submit"] for r in rows), 1)
+    return {"submits": submits, "total_tottime_us_per_submit": total, "by_tottime": by_tot, "by_cumtime": by_cum}
 
 
 async def _run(spec: RunSpec, variant: Variant, sim: SimProcess) -> dict[str, Any]:
