@@ -159,7 +159,7 @@ class KimpEngine:
 
     async def start(self) -> None:
         cfg = self.config
-        self.journal = Journal(cfg.journal.path, synchronous=cfg.journal.synchronous)
+        self.journal = Journal(cfg.journal.path, synchronous=cfg.journal.synchronous, autocheckpoint=False)
         if self._notifier is None:
             self._notifier = make_notifier(cfg, self._environ)
         await self._notifier.start()
@@ -179,6 +179,7 @@ class KimpEngine:
             self._tasks.append(asyncio.ensure_future(self._risk_loop()))
         if self.market_poll_s > 0:
             self._tasks.append(asyncio.ensure_future(self._poll_loop()))
+        self._tasks.append(asyncio.ensure_future(self._checkpoint_loop()))
 
     async def close(self) -> None:
         self._open = False
@@ -976,6 +977,19 @@ class KimpEngine:
         if self._risk_halt and not any(lv == "critical" for lv in self._risk_level.values()):
             self._risk_halt = ""
         return out
+
+    async def _checkpoint_loop(self, interval_s: float = 1.0) -> None:
+        """WAL checkpoints in a worker thread while no signal is in flight, so that no
+        order's journal commit ever pays for one."""
+        path = self.config.journal.path
+        while True:
+            await asyncio.sleep(interval_s)
+            if any(lock.locked() for lock in self._locks.values()):
+                continue
+            try:
+                await asyncio.to_thread(Journal.checkpoint, path)
+            except Exception as exc:  # a busy database: try again next time
+                log.debug("journal checkpoint skipped: %s", exc)
 
     async def _poll_loop(self) -> None:
         while True:

@@ -227,7 +227,9 @@ def _order_row(r: sqlite3.Row) -> OrderRow:
 class Journal:
     """One SQLite file. Not thread-safe: use one ``Journal`` per thread/process."""
 
-    def __init__(self, path: str | os.PathLike[str], *, synchronous: str = "NORMAL") -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, synchronous: str = "NORMAL", autocheckpoint: bool = True
+    ) -> None:
         if synchronous not in ("NORMAL", "FULL"):
             raise ValueError("synchronous: expected 'NORMAL' or 'FULL'")
         self.path = os.fspath(path)
@@ -241,6 +243,11 @@ class Journal:
         self._db.execute(f"PRAGMA synchronous={synchronous}")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.execute("PRAGMA busy_timeout=10000")
+        if not autocheckpoint:
+            # The owner checkpoints off the order path (see checkpoint()): SQLite's automatic
+            # checkpoint runs inside whichever commit crosses the threshold, and that commit
+            # may be an order intent (it was the whole p99 of signal -> wire).
+            self._db.execute("PRAGMA wal_autocheckpoint=0")
         self._migrate()
 
     # -- lifecycle -------------------------------------------------------------------
@@ -279,6 +286,17 @@ class Journal:
                 for stmt in _split_sql(_MIGRATIONS[v]):
                     db.execute(stmt)
                 db.execute(f"PRAGMA user_version={v}")
+
+    @staticmethod
+    def checkpoint(path: str | os.PathLike[str]) -> tuple[int, int, int]:
+        """A PASSIVE WAL checkpoint on a connection of its own (safe from another thread;
+        it never blocks writers). Returns SQLite's (busy, wal pages, pages checkpointed)."""
+        db = sqlite3.connect(os.fspath(path), timeout=10.0)
+        try:
+            row = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            return int(row[0]), int(row[1]), int(row[2])
+        finally:
+            db.close()
 
     @property
     def schema_version(self) -> int:

@@ -107,3 +107,16 @@ def test_kill_switch_is_shared_between_connections(tmp_path):
     assert engine_side.halt_state()[0] is False
     engine_side.close()
     cli_side.close()
+
+
+def test_checkpoints_run_off_the_order_path(tmp_path):
+    path = tmp_path / "j.sqlite"
+    j = Journal(path, autocheckpoint=False)
+    for i in range(300):
+        j.begin_signal(sig(f"s{i}"))
+    wal = tmp_path / "j.sqlite-wal"
+    assert wal.stat().st_size > 0
+    busy, pages, done = Journal.checkpoint(path)
+    assert busy == 0 and pages > 0 and done == pages
+    assert j.signal_status("s299") == "processing"
+    j.close()
