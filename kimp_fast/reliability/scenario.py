@@ -266,7 +266,9 @@ class ScenarioGenerator:
         self._position_qty = position_qty
         if has_position and entry_premium is not None:
             shift = rng.uniform(0.004, 0.012) if rng.random() < 0.85 else rng.uniform(-0.01, 0.0015)
-            self.premium = min(0.06, max(-0.01, entry_premium + shift))
+            # No upper clamp: a position entered at a high premium must still be able to
+            # leave (a clamp here once parked a whole run behind one unprofitable position).
+            self.premium = max(-0.01, entry_premium + shift)
         else:
             # The premium wanders (reflected into [0, 4 %]).
             self.premium = min(0.04, max(0.0, self.premium + rng.gauss(0, 0.006)))

@@ -89,6 +89,8 @@ class _Run:
         self.manual: list[dict[str, Any]] = []
         self.reasons: Counter[str] = Counter()
         self.halt_steps = 0
+        self.steps_without_fill = 0
+        self.max_steps_without_fill = 0  # a long drought means something is wedged
         self.submitted_ids: set[str] = set()
         self.signals = 0
         self.steps = 0
@@ -122,6 +124,11 @@ class _Run:
         self.signals += len(step.signals)
         self.steps += 1
         fired = await c.settle_faults()
+        if any(r is not None and r.status in ("filled", "recovered", "unwound") for r in reports):
+            self.steps_without_fill = 0
+        else:
+            self.steps_without_fill += 1
+            self.max_steps_without_fill = max(self.max_steps_without_fill, self.steps_without_fill)
         seen_in_step: Counter[str] = Counter()
         step_ids = Counter(s.signal_id for s in step.signals)
         for spec, rep in zip(step.signals, reports):
@@ -285,6 +292,7 @@ async def run_soak(opts: SoakOptions) -> dict[str, Any]:
         "report_statuses": dict(run.statuses),
         "refusal_reasons": dict(run.reasons.most_common(25)),
         "halt_steps": run.halt_steps,
+        "max_steps_without_a_fill": run.max_steps_without_fill,
         "manual_required": run.manual,
         "operator_actions": operator.actions,
         "invariants": checker.summary(),
