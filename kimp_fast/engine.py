@@ -112,6 +112,7 @@ class KimpEngine:
         self._risk_level: dict[str, str] = {}
         self._open = False
         self._positions: dict[str, HedgedPosition] | None = None
+        self._inflight: dict[str, Signal] = {}  # signals being processed, by id
         self.fx_symbol = config.execution.fx_symbol
 
     # -- wiring ---------------------------------------------------------------------
@@ -303,21 +304,29 @@ class KimpEngine:
             )
             self.journal.record_rejected_signal(sig.id, sig.action, sig.coin, report)
             return report
-        # Durable de-duplication at receipt: the signal is on record (``processing``) even
-        # if the engine dies while it waits for its coin's lock; a restart then closes it.
-        new, _prev = self.journal.begin_signal(sig)
-        if not new:
+        # De-duplication. The signal's row is written in the same commit as its first
+        # order intents (or with its report when nothing is sent): one commit on the order
+        # path, and a signal that dies before that point sent nothing. ``_inflight`` covers
+        # the gap in this process; a signal that must wait for its coin's lock is put on
+        # record (``processing``) before it waits, so a restart closes it.
+        if sig.id in self._inflight or self.journal.signal_status(sig.id) is not None:
             return self._duplicate(sig)
-        timings["dedupe"] = _us(t1, time.perf_counter_ns())
-        lock = self._locks.setdefault(sig.coin, asyncio.Lock())
-        async with lock:
-            try:
-                if sig.action == "ENTER":
-                    report = await self._enter(sig, timings)
-                else:
-                    report = await self._exit(sig, timings)
-            except Exception as exc:  # never leave silently
-                report = self._failed(sig, exc, timings)
+        self._inflight[sig.id] = sig
+        try:
+            lock = self._locks.setdefault(sig.coin, asyncio.Lock())
+            if lock.locked():
+                self.journal.begin_signal(sig)
+            timings["dedupe"] = _us(t1, time.perf_counter_ns())
+            async with lock:
+                try:
+                    if sig.action == "ENTER":
+                        report = await self._enter(sig, timings)
+                    else:
+                        report = await self._exit(sig, timings)
+                except Exception as exc:  # never leave silently
+                    report = self._failed(sig, exc, timings)
+        finally:
+            del self._inflight[sig.id]
         report.timings_us["total"] = _us(t0, time.perf_counter_ns())
         return report
 
@@ -414,7 +423,7 @@ class KimpEngine:
         return report
 
     def _finish(self, report: ExecutionReport, **kw: Any) -> None:
-        self.journal.finish_signal(report, **kw)
+        self.journal.finish_signal(report, signal=self._inflight.get(report.signal_id), **kw)
         if kw.get("position") is not None or kw.get("clear_position") is not None:
             self._positions = None  # re-read once from the journal
         sev = Severity.INFO
@@ -511,7 +520,7 @@ class KimpEngine:
             if market_krw:
                 # The KRW market buy cannot name a quantity: buy first, then short exactly
                 # what filled (rounded down to the lot; the rest is recorded residual).
-                j.order_intents([x.intent_row(sig.id, "upbit", "entry", attempt, req_u)], plan=plan)
+                j.order_intents([x.intent_row(sig.id, "upbit", "entry", attempt, req_u)], signal=sig, plan=plan)
                 plan = None
                 tb = time.perf_counter_ns()
                 timings["build"] = _us(t, tb)
@@ -535,7 +544,7 @@ class KimpEngine:
                 j.order_intents([
                     x.intent_row(sig.id, "upbit", "entry", attempt, req_u),
                     x.intent_row(sig.id, "binance", "entry", attempt, req_b),
-                ], plan=plan)
+                ], signal=sig, plan=plan)
                 plan = None
                 tb = time.perf_counter_ns()
                 timings["build"] = _us(t, tb)
@@ -730,7 +739,7 @@ class KimpEngine:
         j.order_intents([
             x.intent_row(sig.id, "upbit", "exit", 1, req_u),
             x.intent_row(sig.id, "binance", "exit", 1, req_b),
-        ], plan=plan)
+        ], signal=sig, plan=plan)
         tb = time.perf_counter_ns()
         timings["build"] = _us(t1, tb)
         out_u, out_b = await asyncio.gather(
