@@ -100,9 +100,16 @@ class AuthError(AdapterError):
 
 
 class RateLimited(AdapterError):
-    """HTTP 429 (slow down) or 418 (banned). ``retry_after`` is in seconds."""
+    """HTTP 429 (slow down) or 418 (banned). ``retry_after`` is in seconds.
 
-    infrastructure = True
+    Also raised, with ``code="client_throttle"``, when our own rate limiter refuses a call
+    before anything is sent: that says nothing about the exchange's health, so it is not
+    an infrastructure failure (a circuit breaker must not count it).
+    """
+
+    @property  # type: ignore[override]
+    def infrastructure(self) -> bool:
+        return self.code != "client_throttle"
 
     def __init__(self, message: str, *, retry_after: float = 1.0, banned: bool = False, **kw) -> None:
         super().__init__(message, **kw)

@@ -1016,6 +1016,11 @@ def _coerce_signal(raw: Signal | Mapping[str, Any] | str | bytes) -> Signal:
     if isinstance(raw, (bytes, str)):
         return _signal_decoder.decode(raw)
     if isinstance(raw, Mapping):
+        for key, value in raw.items():
+            # Same rule as constructing a Signal in Python: a binary float is how
+            # 0.30000000000000004 reaches an exchange (JSON numbers are decoded exactly).
+            if isinstance(value, float):
+                raise TypeError(f"{key}: floats are refused (binary rounding); pass a Decimal or a string")
         return msgspec.convert(dict(raw), Signal, strict=False)
     raise TypeError(f"expected a Signal, a mapping or JSON, got {type(raw).__name__}")
 

@@ -401,3 +401,21 @@ async def test_restart_repairs_a_signal_left_manual_by_an_unresolvable_order(eng
         assert engine.journal.signal("e1")["status"] in ("recovered", "unwound")
         await assert_hedged(control)
         assert engine.halted  # the operator still has to look and resume
+
+
+async def test_a_float_in_a_mapping_is_refused_like_in_a_signal(engine_factory, control):
+    async with engine_factory() as engine:
+        rep = await engine.submit({"id": "f1", "action": "ENTER", "coin": "BTC", "qty": 0.01,
+                                   "ts_ms": int(time.time() * 1000)})
+        assert rep.status == "rejected" and "floats are refused" in rep.reason
+    assert await control.orders() == []
+
+
+def test_our_own_rate_limiter_is_not_an_exchange_failure():
+    """Breakers record only ``err.infrastructure`` failures (executor, market data): a call
+    our own limiter refused before sending says nothing about the exchange (finding F6)."""
+    from adapters_direct.errors import RateLimited
+
+    assert not RateLimited("local budget exhausted", code="client_throttle").infrastructure
+    assert RateLimited("429 from the exchange", status=429).infrastructure
+    assert RateLimited("418 banned", status=418, banned=True).infrastructure
