@@ -534,6 +534,11 @@ async def run_torture(opts: TortureOptions) -> dict[str, Any]:
         hook_stats = {"posts": len(hook.posts), "critical": len(hook.criticals())}
     fired = {k: control.fired.get(k, 0) for k in FAULT_KINDS}
     startup = sorted(t.startup_s)
+    if opts.workdir is None and not t.violations:
+        import shutil
+
+        shutil.rmtree(workdir, ignore_errors=True)  # kept only when there is something to look at
+        workdir = "(removed: no violations)"
     return {
         "kind": "crash_torture",
         "seed": opts.seed,
