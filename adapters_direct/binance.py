@@ -579,31 +579,7 @@ class BinanceUsdm(PerpAdapter):
                     self._margin_type.setdefault(symbol, c.margin_type.upper())
 
         rows, account, _ = await asyncio.gather(_risk(), self._account(), _config())
-        row = next((r for r in rows if r.symbol == symbol and r.position_side in ("BOTH", "")), None)
-        if row is None:
-            row = next((r for r in rows if r.symbol == symbol), None)
-        leverage = self._leverage.get(symbol, 0)
-        margin_type = self._margin_type.get(symbol, "")
-        if row is None:
-            return Position(
-                symbol=symbol,
-                qty=_ZERO,
-                leverage=leverage,
-                margin_type=margin_type,
-                margin_balance=account.total_margin_balance,
-            )
-        return Position(
-            symbol=symbol,
-            qty=row.position_amt,
-            entry_price=row.entry_price,
-            mark_price=row.mark_price,
-            liquidation_price=row.liquidation_price,
-            unrealized_pnl=row.un_realized_profit,
-            leverage=row.leverage if row.leverage is not None else leverage,
-            margin_type=(row.margin_type or margin_type).upper(),
-            maint_margin=row.maint_margin,
-            margin_balance=account.total_margin_balance,
-        )
+        return position_from(symbol, rows, account, self._leverage.get(symbol, 0), self._margin_type.get(symbol, ""))
 
     async def set_leverage(self, symbol: str, leverage: int) -> int:
         """``POST /fapi/v1/leverage`` (1..125); returns the leverage Binance applied."""
@@ -703,3 +679,28 @@ class BinanceUsdm(PerpAdapter):
         resp = await self._public("/fapi/v1/ticker/bookTicker", encode_query((("symbol", symbol),)), weight=2)
         t = self._decode(S.decode_bn_book_ticker, resp)
         return t.bid_price, t.ask_price
+
+
+def position_from(symbol: str, rows: Any, account: Any, leverage: int, margin_type: str) -> Position:
+    """A :class:`Position` from ``positionRisk`` rows and the account (one-way mode row
+    first); shared by the direct and the ccxt adapter so both report the same."""
+    row = next((r for r in rows if r.symbol == symbol and r.position_side in ("BOTH", "")), None)
+    if row is None:
+        row = next((r for r in rows if r.symbol == symbol), None)
+    if row is None:
+        return Position(
+            symbol=symbol, qty=_ZERO, leverage=leverage, margin_type=margin_type,
+            margin_balance=account.total_margin_balance,
+        )
+    return Position(
+        symbol=symbol,
+        qty=row.position_amt,
+        entry_price=row.entry_price,
+        mark_price=row.mark_price,
+        liquidation_price=row.liquidation_price,
+        unrealized_pnl=row.un_realized_profit,
+        leverage=row.leverage if row.leverage is not None else leverage,
+        margin_type=(row.margin_type or margin_type).upper(),
+        maint_margin=row.maint_margin,
+        margin_balance=account.total_margin_balance,
+    )
