@@ -22,7 +22,8 @@ import aiohttp
 import msgspec
 from yarl import URL
 
-from .errors import OutcomeUnknown, RateLimited, Unavailable
+from ._wire import ConnectFailed, ConnectionLost, MalformedResponse, WirePool
+from .errors import OutcomeUnknown, RateLimited, Rejected, Unavailable
 
 __all__ = [
     "CLIENT_THROTTLE",
@@ -103,6 +104,14 @@ class AdapterOptions(msgspec.Struct, kw_only=True, frozen=True):
     #: ``aiohttp.TraceConfig`` objects for the session (opt-in instrumentation, e.g. the
     #: latency probe's write-to-socket and first-byte marks); none by default
     trace_configs: tuple[Any, ...] = ()
+    #: how order placement, order look-ups and cancels travel: "wire" — the order lane, a
+    #: minimal HTTP/1.1 client on ``prewarm_connections`` pre-opened keep-alive
+    #: connections (``adapters_direct._wire``; a fraction of aiohttp's CPU per request) —
+    #: or "aiohttp" — the adapter's session, like every other request
+    order_lane: str = "wire"
+    #: an ``adapters_direct._wire.WireTrace`` for the order lane (opt-in instrumentation,
+    #: the latency probe's marks); none by default
+    wire_trace: Any = None
 
     def __post_init__(self) -> None:
         for name in ("timeout_s", "connect_timeout_s", "keepalive_s", "final_state_timeout_s"):
@@ -121,6 +130,11 @@ class AdapterOptions(msgspec.Struct, kw_only=True, frozen=True):
             raise ValueError(f"recv_window_ms: expected 1..60000, got {self.recv_window_ms!r}")
         if self.jwt_alg not in ("HS256", "HS512"):
             raise ValueError(f"jwt_alg: expected 'HS256' or 'HS512', got {self.jwt_alg!r}")
+        if self.order_lane not in ("wire", "aiohttp"):
+            raise ValueError(f"order_lane: expected 'wire' or 'aiohttp', got {self.order_lane!r}")
+        if self.order_lane == "wire" and self.trust_env:
+            # The order lane connects directly; a proxy would be bypassed for orders only.
+            raise ValueError("trust_env=True (HTTP proxies) needs order_lane='aiohttp': the order lane connects directly")
 
     @classmethod
     def from_kwargs(cls, options: Mapping[str, Any]) -> "AdapterOptions":
@@ -221,6 +235,7 @@ class Transport:
         self.options = options
         self.limiter = limiter
         self._session: aiohttp.ClientSession | None = None
+        self._wire: WirePool | None = None
         self._sleep = asyncio.sleep
         self._locks: dict[tuple[str, bool], asyncio.Lock] = {}
 
@@ -254,8 +269,33 @@ class Transport:
             trust_env=o.trust_env,
             trace_configs=list(o.trace_configs) or None,
         )
+        if o.order_lane == "wire":
+            pool = WirePool(
+                self.base_url,
+                size=o.prewarm_connections,
+                limit=o.limit_per_host,
+                timeout_s=o.timeout_s,
+                connect_timeout_s=o.connect_timeout_s,
+                keepalive_s=o.keepalive_s,
+                user_agent=o.user_agent,
+                trace=o.wire_trace,
+            )
+            try:
+                await pool.open()
+            except BaseException:
+                await self.close()
+                raise
+            self._wire = pool
+
+    @property
+    def order_lane(self) -> WirePool | None:
+        """The open order lane (None with ``order_lane="aiohttp"`` or when closed)."""
+        return self._wire
 
     async def close(self) -> None:
+        wire, self._wire = self._wire, None
+        if wire is not None:
+            await wire.close()
         session, self._session = self._session, None
         if session is not None and not session.closed:
             await session.close()
@@ -339,13 +379,18 @@ class Transport:
         headers: Mapping[str, str] | None = None,
         group: str | None = None,
         client_id: str | None = None,
+        order: bool = False,
     ) -> Response:
         """Send one request; return the response whatever its status.
 
-        Raises ``Unavailable`` when nothing was written and ``OutcomeUnknown`` (with
-        ``client_id``) when the request may have reached the exchange but no complete
-        response came back. Rate-limit headers of every response feed the limiter.
+        ``order=True`` (placement, look-up and cancel of an order) takes the order lane
+        when it is configured. Raises ``Unavailable`` when nothing was written and
+        ``OutcomeUnknown`` (with ``client_id``) when the request may have reached the
+        exchange but no complete response came back. Rate-limit headers of every
+        response feed the limiter.
         """
+        if order and self._wire is not None:
+            return await self._send_wire(method, path, query, body, headers, group, client_id)
         session = self._session
         if session is None or session.closed:
             raise Unavailable(
@@ -402,6 +447,51 @@ class Transport:
                 f"{what}: malformed response ({type(exc).__name__})",
                 exchange=self.exchange,
                 client_id=client_id,
+            ) from None
+        if group is not None:
+            self.limiter.update_from_headers(resp_headers, group)
+        else:
+            self.limiter.update_from_headers(resp_headers)
+        return Response(status, resp_headers, data)
+
+    async def _send_wire(
+        self,
+        method: str,
+        path: str,
+        query: str,
+        body: bytes | None,
+        headers: Mapping[str, str] | None,
+        group: str | None,
+        client_id: str | None,
+    ) -> Response:
+        """:meth:`send` over the order lane, with the same failure classification."""
+        wire = self._wire
+        try:
+            status, resp_headers, data = await wire.request(  # type: ignore[union-attr]
+                method, f"{path}?{query}" if query else path, headers, body
+            )
+        except ConnectFailed as exc:
+            raise Unavailable(f"{method} {path}: {exc}", exchange=self.exchange, client_id=client_id) from None
+        except ValueError as exc:
+            # A header or target that cannot go on the wire (CR/LF, non-Latin-1): refused
+            # before anything was written.
+            raise Rejected(
+                f"{method} {path}: {exc}; nothing was sent", exchange=self.exchange, code="invalid_request",
+                client_id=client_id,
+            ) from None
+        except asyncio.TimeoutError:
+            raise OutcomeUnknown(
+                f"{method} {path}: no response within {self.options.timeout_s}s",
+                exchange=self.exchange, code=TIMEOUT, client_id=client_id,
+            ) from None
+        except ConnectionLost:
+            raise OutcomeUnknown(
+                f"{method} {path}: connection lost before a complete response",
+                exchange=self.exchange, code=CONNECTION_LOST, client_id=client_id,
+            ) from None
+        except MalformedResponse as exc:
+            raise OutcomeUnknown(
+                f"{method} {path}: malformed response ({exc})", exchange=self.exchange, client_id=client_id,
             ) from None
         if group is not None:
             self.limiter.update_from_headers(resp_headers, group)

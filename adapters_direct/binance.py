@@ -325,12 +325,15 @@ class BinanceUsdm(PerpAdapter):
         reserved: bool = False,
         client_id: str | None = None,
         is_order: bool = False,
+        order_lane: bool = False,
     ) -> Response:
         """Throttle, timestamp and sign *now*, send; return 2xx or raise the mapped error.
 
         Reads (GET) are retried once after a dead pooled connection and once after a
-        -1021 clock re-sync; order placement (``is_order``) is never retried.
+        -1021 clock re-sync; order placement (``is_order``) is never retried. Placement,
+        look-up and cancel (``order_lane``) take the transport's order lane.
         """
+        lane = is_order or order_lane
         retries_left = 0 if is_order or method != "GET" else 1
         clock_retry = not is_order
         while True:
@@ -339,11 +342,13 @@ class BinanceUsdm(PerpAdapter):
             try:
                 if method == "POST":
                     resp = await self._t.send(
-                        method, path, body=signed.encode(), headers=self._form_headers, group=group, client_id=client_id
+                        method, path, body=signed.encode(), headers=self._form_headers, group=group,
+                        client_id=client_id, order=lane,
                     )
                 else:
                     resp = await self._t.send(
-                        method, path, query=signed, headers=self._key_header, group=group, client_id=client_id
+                        method, path, query=signed, headers=self._key_header, group=group, client_id=client_id,
+                        order=lane,
                     )
             except OutcomeUnknown as exc:
                 if exc.code == CONNECTION_LOST and retries_left > 0:
@@ -515,7 +520,9 @@ class BinanceUsdm(PerpAdapter):
         order: one ``OrderNotFound`` is evidence, not proof.
         """
         params = self._order_params(symbol, client_id)
-        resp = await self._signed("GET", "/fapi/v1/order", params, reserved=reserved, client_id=client_id)
+        resp = await self._signed(
+            "GET", "/fapi/v1/order", params, reserved=reserved, client_id=client_id, order_lane=True
+        )
         return await self._result(self._decode(S.decode_bn_order, resp, client_id))
 
     async def cancel_order(self, symbol: str, client_id: str, *, reserved: bool = False) -> OrderResult:
@@ -526,7 +533,9 @@ class BinanceUsdm(PerpAdapter):
         """
         params = self._order_params(symbol, client_id)
         try:
-            resp = await self._signed("DELETE", "/fapi/v1/order", params, reserved=reserved, client_id=client_id)
+            resp = await self._signed(
+                "DELETE", "/fapi/v1/order", params, reserved=reserved, client_id=client_id, order_lane=True
+            )
         except OrderNotFound as exc:
             try:
                 return await self.get_order(symbol, client_id, reserved=reserved)

@@ -305,11 +305,13 @@ class UpbitSpot(SpotAdapter):
         reserved: bool = False,
         private: bool = True,
         client_id: str | None = None,
+        order_lane: bool = False,
     ) -> Response:
         """Throttle, sign (fresh nonce), send; return a 2xx response or raise the mapped error.
 
         GETs are retried once, re-signed, when a pooled connection died under them
-        (``CONNECTION_LOST``); nothing else is retried here.
+        (``CONNECTION_LOST``); nothing else is retried here. Order placement, look-ups and
+        cancels (``order_lane``) take the transport's order lane.
         """
         query = encode_query(params) if params else ""
         hash_input = body_hash_input if body is not None else (raw_query(params) if params else "")
@@ -323,7 +325,8 @@ class UpbitSpot(SpotAdapter):
                 headers["Content-Type"] = _JSON
             try:
                 resp = await self._t.send(
-                    method, path, query=query, body=body, headers=headers, group=group, client_id=client_id
+                    method, path, query=query, body=body, headers=headers, group=group, client_id=client_id,
+                    order=order_lane,
                 )
             except OutcomeUnknown as exc:
                 if exc.code == CONNECTION_LOST and attempt + 1 < attempts:
@@ -459,7 +462,8 @@ class UpbitSpot(SpotAdapter):
         rules = await self._rules_for(req.symbol)
         body, hash_input = self._encode(req, rules)
         resp = await self._request(
-            "POST", "/v1/orders", body=body, body_hash_input=hash_input, group="order", reserved=reserved, client_id=cid
+            "POST", "/v1/orders", body=body, body_hash_input=hash_input, group="order", reserved=reserved, client_id=cid,
+            order_lane=True,
         )
         order = self._decode(S.decode_upbit_order, resp, cid)
         if _needs_follow_up(order):
@@ -530,7 +534,9 @@ class UpbitSpot(SpotAdapter):
         return order
 
     async def _get(self, key: tuple[str, str], *, reserved: bool, client_id: str | None) -> S.UpbitOrder:
-        resp = await self._request("GET", "/v1/order", params=(key,), group="default", reserved=reserved, client_id=client_id)
+        resp = await self._request(
+            "GET", "/v1/order", params=(key,), group="default", reserved=reserved, client_id=client_id, order_lane=True
+        )
         return self._decode(S.decode_upbit_order, resp, client_id)
 
     async def get_order(self, symbol: str, client_id: str, *, reserved: bool = False) -> OrderResult:
@@ -550,7 +556,8 @@ class UpbitSpot(SpotAdapter):
         self._check_lookup_id(client_id)
         try:
             resp = await self._request(
-                "DELETE", "/v1/order", params=(("identifier", client_id),), group="default", reserved=reserved, client_id=client_id
+                "DELETE", "/v1/order", params=(("identifier", client_id),), group="default", reserved=reserved,
+                client_id=client_id, order_lane=True,
             )
         except Rejected as exc:
             if isinstance(exc, InsufficientFunds):

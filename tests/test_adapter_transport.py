@@ -2,7 +2,8 @@
 
 A raw asyncio TCP server plays a misbehaving exchange (refuses, hangs, hangs up after
 reading the request, answers garbage), so each row of the "Transport" table of
-docs/ADAPTERS.md is checked on a real connection.
+docs/ADAPTERS.md is checked on a real connection — through both ways an order request
+can travel: the aiohttp session and the order lane (``order_lane="wire"``).
 """
 
 from __future__ import annotations
@@ -18,66 +19,16 @@ from adapters_direct._http import CLIENT_THROTTLE, CONNECTION_LOST, TIMEOUT, Ada
 from adapters_direct.errors import OutcomeUnknown, RateLimited, Unavailable
 from adapters_direct.upbit import UpbitSpot
 from kimp_fast.ratelimit import RateLimiter
+from tests.fixtures.raw_server import RawServer, http_response
 
-Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, int], Awaitable[None]]
-
-
-class RawServer:
-    """A TCP server that hands each connection to ``handler(reader, writer, n)``."""
-
-    def __init__(self, handler: Handler) -> None:
-        self.handler = handler
-        self.requests: list[bytes] = []
-        self.connections = 0
-        self._server: asyncio.AbstractServer | None = None
-
-    async def __aenter__(self) -> "RawServer":
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        await self._server.wait_closed()
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None
-        host, port = self._server.sockets[0].getsockname()[:2]
-        return f"http://{host}:{port}"
-
-    async def read_request(self, reader: asyncio.StreamReader) -> bytes:
-        head = await reader.readuntil(b"\r\n\r\n")
-        length = 0
-        for line in head.split(b"\r\n"):
-            if line.lower().startswith(b"content-length:"):
-                length = int(line.split(b":", 1)[1])
-        body = await reader.readexactly(length) if length else b""
-        self.requests.append(head + body)
-        return head + body
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
-        try:
-            await self.handler(reader, writer, self.connections)
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            writer.close()
-
-
-def http_response(body: bytes, status: str = "200 OK") -> bytes:
-    return (
-        f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
-        + body
-    )
-
-
-@pytest.fixture
-async def transport_factory() -> AsyncIterator[Callable[..., Awaitable[Transport]]]:
+@pytest.fixture(params=["aiohttp", "wire"])
+async def transport_factory(request: pytest.FixtureRequest) -> AsyncIterator[Callable[..., Awaitable[Transport]]]:
+    """Transports whose order requests (``send(..., order=True)``) go through aiohttp or
+    the order lane; no pre-opened connections, so servers count only what requests open."""
     made: list[Transport] = []
 
     async def make(url: str, **opts: object) -> Transport:
+        opts = {"order_lane": request.param, "prewarm_connections": 0, **opts}
         t = Transport("binance", url, AdapterOptions.from_kwargs(opts), RateLimiter("binance"))
         await t.open()
         made.append(t)
@@ -97,7 +48,7 @@ def free_port() -> int:
 async def test_connection_refused_is_unavailable(transport_factory) -> None:
     t = await transport_factory(f"http://127.0.0.1:{free_port()}")
     with pytest.raises(Unavailable) as ei:
-        await t.send("POST", "/fapi/v1/order", body=b"x=1", client_id="cid-1")
+        await t.send("POST", "/fapi/v1/order", body=b"x=1", client_id="cid-1", order=True)
     assert ei.value.client_id == "cid-1"
     assert ei.value.executed == "no"
 
@@ -105,7 +56,7 @@ async def test_connection_refused_is_unavailable(transport_factory) -> None:
 async def test_dns_failure_is_unavailable(transport_factory) -> None:
     t = await transport_factory("http://no-such-host.invalid")
     with pytest.raises(Unavailable):
-        await t.send("GET", "/fapi/v1/time")
+        await t.send("GET", "/fapi/v1/time", order=True)
 
 
 async def test_closed_transport_is_unavailable() -> None:
@@ -122,7 +73,7 @@ async def test_hang_up_after_request_is_outcome_unknown(transport_factory) -> No
     async with server:
         t = await transport_factory(server.url)
         with pytest.raises(OutcomeUnknown) as ei:
-            await t.send("POST", "/fapi/v1/order", body=b"symbol=BTCUSDT", client_id="cid-2")
+            await t.send("POST", "/fapi/v1/order", body=b"symbol=BTCUSDT", client_id="cid-2", order=True)
     assert ei.value.code == CONNECTION_LOST
     assert ei.value.client_id == "cid-2"
     assert server.requests and server.requests[0].endswith(b"symbol=BTCUSDT")
@@ -139,7 +90,7 @@ async def test_no_answer_is_outcome_unknown_timeout(transport_factory) -> None:
     async with server:
         t = await transport_factory(server.url, timeout_s=0.2)
         with pytest.raises(OutcomeUnknown) as ei:
-            await t.send("POST", "/fapi/v1/order", body=b"a=1", client_id="cid-3")
+            await t.send("POST", "/fapi/v1/order", body=b"a=1", client_id="cid-3", order=True)
         release.set()
     assert ei.value.code == TIMEOUT
 
@@ -154,7 +105,7 @@ async def test_truncated_body_is_outcome_unknown(transport_factory) -> None:
     async with server:
         t = await transport_factory(server.url)
         with pytest.raises(OutcomeUnknown):
-            await t.send("POST", "/fapi/v1/order", body=b"a=1")
+            await t.send("POST", "/fapi/v1/order", body=b"a=1", order=True)
 
 
 async def test_garbage_status_line_is_outcome_unknown(transport_factory) -> None:
@@ -167,7 +118,7 @@ async def test_garbage_status_line_is_outcome_unknown(transport_factory) -> None
     async with server:
         t = await transport_factory(server.url)
         with pytest.raises(OutcomeUnknown):
-            await t.send("POST", "/fapi/v1/order", body=b"a=1")
+            await t.send("POST", "/fapi/v1/order", body=b"a=1", order=True)
 
 
 async def test_no_origin_header_and_one_keep_alive_connection(transport_factory) -> None:
@@ -181,7 +132,7 @@ async def test_no_origin_header_and_one_keep_alive_connection(transport_factory)
     async with server:
         t = await transport_factory(server.url)
         for _ in range(3):
-            resp = await t.send("GET", "/fapi/v1/time")
+            resp = await t.send("GET", "/fapi/v1/time", order=True)
             assert resp.status == 200
     assert server.connections == 1  # keep-alive: one connection for three requests
     for raw in server.requests:
@@ -241,7 +192,9 @@ async def test_read_is_retried_once_on_a_dead_connection() -> None:
 
     server = RawServer(handler)
     async with server:
-        upbit = UpbitSpot(api_key="k", secret_key="s", base_url=server.url, keepwarm_s=0, rules_refresh_s=0)
+        upbit = UpbitSpot(
+            api_key="k", secret_key="s", base_url=server.url, keepwarm_s=0, rules_refresh_s=0, prewarm_connections=0
+        )
         await upbit._t.open()  # session only: this receiver speaks nothing but the order book
         try:
             ob = await upbit.get_order_book("KRW-BTC", depth=1)

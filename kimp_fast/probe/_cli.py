@@ -134,6 +134,9 @@ def print_summary(report: dict[str, Any], out: Any = sys.stdout) -> None:
               f"{_fmt(v.get('signal_to_wire_us'), 'p99'):>10} {_fmt(v.get('overhead_us')):>13} "
               f"{_fmt(v.get('overhead_us'), 'p99'):>10} {_fmt(v.get('total_us')):>10}", file=out)
     for c in report.get("concurrency", []):
+        if c.get("legs_overlapped_share") is None:
+            print(f"concurrency Upbit {c['d1_ms']:g} ms / Binance {c['d2_ms']:g} ms: no sample", file=out)
+            continue
         print(f"concurrency Upbit {c['d1_ms']:g} ms / Binance {c['d2_ms']:g} ms: ENTER total p50 "
               f"{c['total_ms_p50']} ms; nominal bound {c['bound_ms']} ({'ok' if c['within_bound'] else 'over'}); "
               f"legs' network p50 {c['leg_network_ms_p50']}, measured bound {c['measured_bound_ms']} "

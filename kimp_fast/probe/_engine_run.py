@@ -32,7 +32,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from ._recorder import LegClock, TimedAdapter, attach_trace, make_trace_config
+from ._recorder import LegClock, TimedAdapter, WireMarks, attach_trace, make_trace_config
 from ._simproc import OPEN_LIMITS, SimControl, SimProcess, wide_limiter
 from ._samples import LEGS, sample
 
@@ -48,6 +48,7 @@ class Variant:
     build: str  # "compiled" | "pure"
     traced: bool = True
     spin: bool = False  # keep the loop busy between signals (diagnostic, see RunSpec.spin)
+    lane: str = "wire"  # DIRECT only: the adapters' order_lane ("wire" | "aiohttp")
 
 
 #: Variants, in the order they run. The first is the headline (it also runs the
@@ -58,6 +59,7 @@ VARIANTS: dict[str, Variant] = {
     "direct_compiled_asyncio": Variant("direct", "asyncio", "compiled"),
     "ccxt_uvloop": Variant("ccxt", "uvloop", "compiled"),
     "direct_compiled_uvloop_untraced": Variant("direct", "uvloop", "compiled", traced=False),
+    "direct_aiohttp_compiled_uvloop": Variant("direct", "uvloop", "compiled", lane="aiohttp"),
     "direct_compiled_uvloop_spin": Variant("direct", "uvloop", "compiled", spin=True),
 }
 #: what runs unless ``--variants`` says otherwise (``*_spin`` keeps a CPU busy: opt-in)
@@ -114,8 +116,11 @@ def _adapters(cfg: Any, environ: dict[str, str], variant: Variant, clocks: dict[
         section = cfg.upbit if ex == "upbit" else cfg.binance
         key, secret = cfg.upbit_keys(environ) if ex == "upbit" else cfg.binance_keys(environ)
         opts = {**_adapter_options(cfg, ex), "rate_limiter": wide_limiter(ex)}
-        if variant.traced and variant.adapter == "direct":
-            opts["trace_configs"] = (make_trace_config(clocks[ex]),)
+        if variant.adapter == "direct":
+            opts["order_lane"] = variant.lane
+            if variant.traced:
+                opts["trace_configs"] = (make_trace_config(clocks[ex]),)
+                opts["wire_trace"] = WireMarks(clocks[ex])
         raw = ExchangeFactory.create(ex, section.adapter, api_key=key, secret_key=secret.get(),
                                      base_url=section.base_url, **opts)
         out[ex] = TimedAdapter(raw, clocks[ex]) if variant.traced else raw

@@ -97,12 +97,13 @@ class _LiveLegs:
         from adapters_direct._http import AdapterOptions, Transport, default_limiter
         from kimp_fast.signing import BinanceSigner, UpbitSigner
 
-        from ._recorder import make_trace_config
+        from ._recorder import WireMarks, make_trace_config
 
         self.clocks = clocks
         self.t: dict[str, Any] = {}
         for ex, url in (("upbit", upbit_url), ("binance", binance_url)):
-            opts = AdapterOptions(trace_configs=(make_trace_config(clocks[ex], order_path=_test_path(ex)),))
+            opts = AdapterOptions(trace_configs=(make_trace_config(clocks[ex], order_path=_test_path(ex)),),
+                                  wire_trace=WireMarks(clocks[ex], order_path=_test_path(ex)))
             self.t[ex] = Transport(ex, url, opts, default_limiter(ex, opts))
         self.upbit_signer = UpbitSigner(keys["upbit_access"], keys["upbit_secret"])
         self.binance_signer = BinanceSigner(keys["binance_key"], keys["binance_secret"])
@@ -178,7 +179,7 @@ class _LiveLegs:
         headers = {"Authorization": self.upbit_signer.authorization(hash_input),
                    "Content-Type": "application/json; charset=utf-8"}
         resp = await t.send("POST", _checked_test_path("upbit", UPBIT_ORDER_TEST_PATH), body=body,
-                            headers=headers, group="order-test")
+                            headers=headers, group="order-test", order=True)
         self._parse("upbit", resp)
         c.adapter_out = _now()
         c.active = False
@@ -201,7 +202,7 @@ class _LiveLegs:
                                                   self.recv_window_ms)
         headers = {"X-MBX-APIKEY": self.binance_key, "Content-Type": "application/x-www-form-urlencoded"}
         resp = await t.send("POST", _checked_test_path("binance", BINANCE_ORDER_TEST_PATH), body=signed.encode(),
-                            headers=headers, group="order")
+                            headers=headers, group="order", order=True)
         self._parse("binance", resp)
         c.adapter_out = _now()
         c.active = False

@@ -222,7 +222,8 @@ def run_probe(
                 m["sim_service_p50_us"].append(round(r["sim_service_us"]["median"], 1))
     for name in variants:
         v, m = VARIANTS[name], merged[name]
-        base = {"adapter": v.adapter, "loop": v.loop, "build": v.build, "traced": v.traced, "spin": v.spin}
+        base = {"adapter": v.adapter, "loop": v.loop, "build": v.build, "traced": v.traced, "spin": v.spin,
+                "lane": v.lane if v.adapter == "direct" else "ccxt"}
         if not m["enter"]:
             report["variants"][name] = {"available": False, **base,
                                         "reason": "; ".join(dict.fromkeys(m["unavailable"])) or "no sample"}

@@ -5,13 +5,16 @@ Where each mark comes from (all ``time.perf_counter_ns()``, the clock the engine
 
 ==============  ==========================================================================
 ``adapter_in``  the engine's executor calls ``place_order`` (:class:`TimedAdapter`)
-``req_start``   aiohttp starts the order request (``TraceConfig.on_request_start``):
-                the adapter has validated, encoded, throttled and signed it
-``wire``        aiohttp hands the request body to the socket transport
-                (``on_request_chunk_sent`` fires right before ``transport.write`` of the
-                coalesced headers + body; ``on_request_headers_sent`` for a body-less one)
-``resp_end``    the response status line and headers are parsed (``on_request_end``);
-                the simulator's small bodies arrive in the same segment
+``req_start``   the HTTP client starts the order request: the adapter has validated,
+                encoded, throttled and signed it (aiohttp ``TraceConfig.on_request_start``;
+                order lane ``WireTrace.request_start``)
+``wire``        the request is handed to the socket transport (aiohttp
+                ``on_request_chunk_sent`` fires right before ``transport.write`` of the
+                coalesced headers + body, ``on_request_headers_sent`` for a body-less one;
+                order lane ``request_written``, right after its single ``transport.write``)
+``resp_end``    the response is parsed (aiohttp ``on_request_end``: status line and
+                headers, the simulator's small bodies arrive in the same segment; order
+                lane ``response_end``: the whole body)
 ``adapter_out`` ``place_order`` returns the normalized ``OrderResult``
 ==============  ==========================================================================
 
@@ -28,7 +31,7 @@ from typing import Any
 
 import aiohttp
 
-__all__ = ["ORDER_PATHS", "LegClock", "TimedAdapter", "attach_trace", "make_trace_config"]
+__all__ = ["ORDER_PATHS", "LegClock", "TimedAdapter", "WireMarks", "attach_trace", "make_trace_config"]
 
 #: the order-placement request of each exchange (method, path)
 ORDER_PATHS = {"upbit": ("POST", "/v1/orders"), "binance": ("POST", "/fapi/v1/order")}
@@ -97,6 +100,37 @@ def make_trace_config(clock: LegClock, order_path: tuple[str, str] | None = None
     tc.on_request_chunk_sent.append(on_chunk)
     tc.on_request_end.append(on_end)
     return tc
+
+
+class WireMarks:
+    """The same marks for requests on the order lane (an ``adapters_direct._wire.WireTrace``)."""
+
+    __slots__ = ("_clock", "_method", "_path", "_mine")
+
+    def __init__(self, clock: LegClock, order_path: tuple[str, str] | None = None) -> None:
+        self._clock = clock
+        self._method, self._path = order_path or ORDER_PATHS[clock.exchange]
+        self._mine = False
+
+    def request_start(self, method: str, path: str) -> None:
+        clock = self._clock
+        self._mine = False
+        if not clock.active:
+            return
+        clock.requests.append(f"{method} {path}")
+        if method == self._method and path == self._path and clock.order_requests == 0:
+            clock.order_requests = 1
+            self._mine = True
+            clock.req_start = _now()
+
+    def request_written(self, method: str, path: str) -> None:
+        if self._mine and not self._clock.wire:
+            self._clock.wire = _now()
+
+    def response_end(self, method: str, path: str, status: int) -> None:
+        if self._mine:
+            self._clock.resp_end = _now()
+            self._mine = False
 
 
 def attach_trace(session: aiohttp.ClientSession, tc: aiohttp.TraceConfig) -> None:
