@@ -13,7 +13,11 @@ the same rounds are recorded in each benchmark's ``extra_info`` for context.
 * ``two legs via asyncio.gather`` — the Upbit leg and the Binance leg of one hedge placed
   concurrently, CPU for the pair.
 * ``HTTP floor`` — a bare ``aiohttp`` GET on a warm connection: the share of every order
-  that both adapter types pay to aiohttp before signing or parsing anything.
+  that an aiohttp-based client pays before signing or parsing anything; and the same GET
+  on the order lane (``adapters_direct._wire``), the direct adapters' default for orders.
+
+Three kinds are compared: ``direct`` (order lane), ``direct_aiohttp`` (the same adapters
+with ``order_lane="aiohttp"``) and ``ccxt``.
 
 Both adapter types get the same generous ``RateLimiter`` (no waits) and the simulator's
 limits are raised: throttling is not what is measured. Orders per benchmark:
@@ -47,7 +51,12 @@ from kimp_fast.ratelimit import RateLimiter  # noqa: E402
 
 ORDERS = int(os.environ.get("KIMP_BENCH_ORDERS", "300"))
 WARMUP = max(5, ORDERS // 10)
-KINDS = [AdapterType.DIRECT, AdapterType.CCXT]
+#: what is compared: the direct adapters with their order lane (the default), the same
+#: adapters sending orders through their aiohttp session, and the ccxt adapters
+KINDS = ["direct", "direct_aiohttp", "ccxt"]
+_KIND_TYPE = {"direct": AdapterType.DIRECT, "direct_aiohttp": AdapterType.DIRECT, "ccxt": AdapterType.CCXT}
+_KIND_OPTS: dict[str, dict[str, Any]] = {"direct": {"order_lane": "wire"}, "direct_aiohttp": {"order_lane": "aiohttp"},
+                                         "ccxt": {}}
 UPBIT_QTY = Decimal("0.0001")
 BINANCE_QTY = Decimal("0.002")
 BIG = 1_000_000  # requests per window, simulator and client alike: throttling is not measured
@@ -108,7 +117,7 @@ def _unthrottled(exchange: str) -> RateLimiter:
 class Legs:
     """One adapter type's opened Upbit and Binance adapters, and the order streams."""
 
-    def __init__(self, kind: AdapterType, upbit: Any, binance: Any, upbit_ask: Decimal, upbit_bid: Decimal) -> None:
+    def __init__(self, kind: str, upbit: Any, binance: Any, upbit_ask: Decimal, upbit_bid: Decimal) -> None:
         self.kind = kind
         self.upbit = upbit
         self.binance = binance
@@ -125,7 +134,7 @@ class Legs:
         return OrderRequest(
             symbol="KRW-BTC", side="buy" if buy else "sell", type="limit", quantity=UPBIT_QTY,
             price=self.upbit_buy_px if buy else self.upbit_sell_px, time_in_force="ioc",
-            client_id=f"bench-{self.kind.value}-u-{self.n_upbit}",
+            client_id=f"bench-{self.kind.replace('_', '-')}-u-{self.n_upbit}",
         )
 
     def binance_order(self) -> OrderRequest:
@@ -133,25 +142,25 @@ class Legs:
         sell = self.n_binance % 2 == 1  # short, cover, short, ...: the position stays flat
         return OrderRequest(
             symbol="BTCUSDT", side="sell" if sell else "buy", type="market", quantity=BINANCE_QTY,
-            client_id=f"bench-{self.kind.value}-b-{self.n_binance}",
+            client_id=f"bench-{self.kind.replace('_', '-')}-b-{self.n_binance}",
         )
 
 
 @pytest.fixture(scope="module")
-def legs(sim_process: dict[str, Any], loop: asyncio.AbstractEventLoop) -> Iterator[dict[AdapterType, Legs]]:
+def legs(sim_process: dict[str, Any], loop: asyncio.AbstractEventLoop) -> Iterator[dict[str, Legs]]:
     url = sim_process["url"]
-    opened: dict[AdapterType, Legs] = {}
+    opened: dict[str, Legs] = {}
 
     async def open_all() -> None:
         for kind in KINDS:
-            common = {"base_url": url, "keepwarm_s": 0, "rules_refresh_s": 0}
+            common = {"base_url": url, "keepwarm_s": 0, "rules_refresh_s": 0, **_KIND_OPTS[kind]}
             up = ExchangeFactory.create(
-                "upbit", kind, api_key=sim_process["upbit"]["access_key"],
+                "upbit", _KIND_TYPE[kind], api_key=sim_process["upbit"]["access_key"],
                 secret_key=sim_process["upbit"]["secret_key"], symbols=("KRW-BTC",),
                 rate_limiter=_unthrottled("upbit"), **common,
             )
             bn = ExchangeFactory.create(
-                "binance", kind, api_key=sim_process["binance"]["api_key"],
+                "binance", _KIND_TYPE[kind], api_key=sim_process["binance"]["api_key"],
                 secret_key=sim_process["binance"]["secret_key"], symbols=("BTCUSDT",),
                 rate_limiter=_unthrottled("binance"), **common,
             )
@@ -225,22 +234,22 @@ def _filled(res: Any) -> None:
 
 # ------------------------------------------------------------------------------ benchmarks
 @pytest.mark.benchmark(group="adapter place_order: Upbit (client CPU)", timer=CLIENT_CPU, disable_gc=True)
-@pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.value)
-def test_upbit_place_order(benchmark: Any, loop: asyncio.AbstractEventLoop, legs: dict, kind: AdapterType) -> None:
+@pytest.mark.parametrize("kind", KINDS)
+def test_upbit_place_order(benchmark: Any, loop: asyncio.AbstractEventLoop, legs: dict, kind: str) -> None:
     lg = legs[kind]
     _run(benchmark, loop, lambda: lg.upbit.place_order(lg.upbit_order()), _filled, ORDERS)
 
 
 @pytest.mark.benchmark(group="adapter place_order: Binance (client CPU)", timer=CLIENT_CPU, disable_gc=True)
-@pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.value)
-def test_binance_place_order(benchmark: Any, loop: asyncio.AbstractEventLoop, legs: dict, kind: AdapterType) -> None:
+@pytest.mark.parametrize("kind", KINDS)
+def test_binance_place_order(benchmark: Any, loop: asyncio.AbstractEventLoop, legs: dict, kind: str) -> None:
     lg = legs[kind]
     _run(benchmark, loop, lambda: lg.binance.place_order(lg.binance_order()), _filled, ORDERS)
 
 
 @pytest.mark.benchmark(group="adapter two legs via asyncio.gather (client CPU)", timer=CLIENT_CPU, disable_gc=True)
-@pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.value)
-def test_two_legs_gather(benchmark: Any, loop: asyncio.AbstractEventLoop, legs: dict, kind: AdapterType) -> None:
+@pytest.mark.parametrize("kind", KINDS)
+def test_two_legs_gather(benchmark: Any, loop: asyncio.AbstractEventLoop, legs: dict, kind: str) -> None:
     lg = legs[kind]
 
     def pair() -> Awaitable[list[Any]]:
@@ -268,6 +277,25 @@ def test_aiohttp_floor(benchmark: Any, loop: asyncio.AbstractEventLoop, sim_proc
         _run(benchmark, loop, get, lambda body: None, ORDERS)
     finally:
         loop.run_until_complete(session.close())
+
+
+@pytest.mark.benchmark(group="adapter HTTP floor: bare order-lane request (client CPU)", timer=CLIENT_CPU,
+                        disable_gc=True)
+def test_wire_floor(benchmark: Any, loop: asyncio.AbstractEventLoop, sim_process: dict[str, Any]) -> None:
+    """The order lane's share of every order: a bare ``WirePool`` GET of ``/fapi/v1/time``
+    on a pre-opened connection, body read (compare with the aiohttp floor)."""
+    from adapters_direct._wire import WirePool
+
+    pool = WirePool(sim_process["url"], size=1)
+    loop.run_until_complete(pool.open())
+
+    async def get() -> bytes:
+        return (await pool.request("GET", "/fapi/v1/time"))[2]
+
+    try:
+        _run(benchmark, loop, get, lambda body: None, ORDERS)
+    finally:
+        loop.run_until_complete(pool.close())
 
 
 async def _session() -> Any:
