@@ -33,12 +33,12 @@ import zlib
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from multidict import CIMultiDict
 from yarl import URL
 
 __all__ = [
     "ConnectFailed",
     "ConnectionLost",
+    "Headers",
     "MalformedResponse",
     "WireError",
     "WirePool",
@@ -53,6 +53,23 @@ _MAX_HEAD = 64 * 1024
 _MAX_BODY = 16 * 1024 * 1024
 _CRLF = b"\r\n"
 _HEAD_END = b"\r\n\r\n"
+
+
+class Headers(dict):  # type: ignore[type-arg]
+    """Response headers: names stored lower-case, looked up case-insensitively; a field
+    sent twice is one comma-separated value. (A dict, not a multidict: building it is
+    the larger part of parsing a small answer.)"""
+
+    __slots__ = ()
+
+    def __getitem__(self, name: str) -> str:
+        return dict.__getitem__(self, name.lower())
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and dict.__contains__(self, name.lower())
+
+    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+        return dict.get(self, name.lower(), default)
 
 
 class WireError(Exception):
@@ -95,12 +112,26 @@ class _Response:
         self._chunked_size = 0
         self._head_only = head_only
         self.status = 0
-        self.headers: CIMultiDict[str] = CIMultiDict()
+        self.headers = Headers()
         self.body = b""
         self.must_close = False
 
     def feed(self, data: bytes) -> bool:
         buf = self._buf
+        if self._mode == 0 and not buf:
+            # The usual case: a small answer in one segment, parsed without copying.
+            end = data.find(_HEAD_END)
+            if end > _MAX_HEAD:
+                raise MalformedResponse("response head too large")
+            if end >= 0:
+                start = end + 4
+                if self._head(data[:end]):
+                    buf += data[start:]  # bytes after a body-less answer: _done() refuses reuse
+                    return self._done()
+                if self._mode == 1 and len(data) - start == self._remaining:
+                    self.body = data[start:]
+                    return self._done()
+                data = data[start:]  # interim answer, chunked or partial body: the general path
         buf += data
         while True:
             mode = self._mode
@@ -179,33 +210,39 @@ class _Response:
 
     def _head(self, head: bytes) -> bool:
         """Parse status line and headers; set the framing. True when there is no body."""
-        lines = head.split(_CRLF)
-        parts = lines[0].split(b" ", 2)
-        if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or len(parts[1]) != 3 or not parts[1].isdigit():
-            raise MalformedResponse(f"bad status line {lines[0][:40]!r}")
+        status_line, _, rest = head.decode("latin-1").partition("\r\n")
+        parts = status_line.split(" ", 2)
+        if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or len(parts[1]) != 3 or not parts[1].isdigit():
+            raise MalformedResponse(f"bad status line {status_line[:40]!r}")
         status = int(parts[1])
         if 100 <= status < 200:
             # An interim answer (100 Continue, 103 Early Hints): the real one follows.
             return False
-        headers: CIMultiDict[str] = CIMultiDict()
-        for line in lines[1:]:
-            name, sep, value = line.partition(b":")
-            if not sep or not name or name != name.strip():
-                raise MalformedResponse(f"bad header line {line[:40]!r}")
-            headers.add(name.decode("latin-1"), value.strip().decode("latin-1"))
+        headers = Headers()
+        if rest:
+            for line in rest.split("\r\n"):
+                name, sep, value = line.partition(":")
+                # no name, or whitespace around it (RFC 9112 forbids it; obs-fold included)
+                if not sep or not name or name[0] in " \t" or name[-1] in " \t":
+                    raise MalformedResponse(f"bad header line {line[:40]!r}")
+                key = name.lower()
+                value = value.strip()
+                prev = dict.get(headers, key)
+                # a repeated field is one comma-separated list (RFC 9110 5.3)
+                dict.__setitem__(headers, key, value if prev is None else f"{prev}, {value}")
         self.status = status
         self.headers = headers
-        conn = headers.get("Connection", "").lower()
-        self.must_close = "close" in conn or (parts[0] == b"HTTP/1.0" and "keep-alive" not in conn)
-        te = headers.get("Transfer-Encoding")
+        conn = dict.get(headers, "connection", "").lower()
+        self.must_close = "close" in conn or (parts[0] == "HTTP/1.0" and "keep-alive" not in conn)
         if self._head_only or status in (204, 304):
             return True
+        te = dict.get(headers, "transfer-encoding")
         if te is not None:
             if te.lower().rsplit(",", 1)[-1].strip() != "chunked":
                 raise MalformedResponse(f"unsupported Transfer-Encoding {te!r}")
             self._mode = 2
             return False
-        cl = headers.get("Content-Length")
+        cl = dict.get(headers, "content-length")
         if cl is not None:
             if not (cl.isdigit() and cl.isascii()) or len(cl) > 12:
                 raise MalformedResponse(f"bad Content-Length {cl[:20]!r}")
@@ -225,7 +262,7 @@ class _Response:
         if self._buf:
             # Bytes beyond the answer: something else is on this connection. Do not reuse it.
             self.must_close = True
-        enc = self.headers.get("Content-Encoding")
+        enc = dict.get(self.headers, "content-encoding")
         if enc is not None and self.body:
             self.body = _decompress(enc.strip().lower(), self.body)
         return True
@@ -463,7 +500,7 @@ class WirePool:
         target: str,
         headers: Mapping[str, str] | None = None,
         body: bytes | None = None,
-    ) -> tuple[int, CIMultiDict[str], bytes]:
+    ) -> tuple[int, Headers, bytes]:
         """Send one request; return ``(status, headers, body)`` whatever the status.
 
         ``target`` is the already-encoded path and query (what was signed).

@@ -31,6 +31,7 @@ What a caller may reuse
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import re
 from typing import NamedTuple
@@ -74,6 +75,7 @@ class ParsedClientId(NamedTuple):
     attempt: int
 
 
+@functools.lru_cache(maxsize=1024)  # both legs (and every retry) of a signal share the digest
 def _digest(signal_id: str, namespace: str) -> str:
     h = hashlib.blake2b(digest_size=8)
     h.update(namespace.encode())

@@ -412,6 +412,8 @@ class UpbitConfig(_Section):
     access_key_env: str = _setting("UPBIT_ACCESS_KEY", _env_name())
     secret_key_env: str = _setting("UPBIT_SECRET_KEY", _env_name())
     adapter: str = _setting("direct", _choice("direct", "ccxt"))
+    #: direct adapter: orders over the order lane ("wire") or the aiohttp session
+    order_lane: str = _setting("wire", _choice("wire", "aiohttp"))
     timeout_s: float = _setting(5.0, _float(0.0, 120.0, lo_open=True))
     jwt_alg: str = _setting("HS256", _choice("HS256", "HS512", upper=True))
     order_rate_per_sec: float = _setting(8.0, _float(0.0, 100.0, lo_open=True))
@@ -435,6 +437,8 @@ class BinanceConfig(_Section):
     api_key_env: str = _setting("BINANCE_API_KEY", _env_name())
     secret_key_env: str = _setting("BINANCE_SECRET_KEY", _env_name())
     adapter: str = _setting("direct", _choice("direct", "ccxt"))
+    #: direct adapter: orders over the order lane ("wire") or the aiohttp session
+    order_lane: str = _setting("wire", _choice("wire", "aiohttp"))
     timeout_s: float = _setting(5.0, _float(0.0, 120.0, lo_open=True))
     recv_window_ms: int = _setting(5000, _int(1, 60000))
     leverage: int = _setting(2, _int(1, 20))

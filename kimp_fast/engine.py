@@ -1052,6 +1052,7 @@ def _adapter_options(cfg: EngineConfig, exchange: str) -> dict[str, Any]:
             symbols.append(cfg.execution.fx_symbol)
         return {
             "timeout_s": sec.timeout_s,
+            "order_lane": sec.order_lane,
             "jwt_alg": sec.jwt_alg,
             "symbols": tuple(symbols),
             "rate_limiter": RateLimiter("upbit", order_per_sec=max(1, int(sec.order_rate_per_sec))),
@@ -1059,6 +1060,7 @@ def _adapter_options(cfg: EngineConfig, exchange: str) -> dict[str, Any]:
     sec = cfg.binance
     return {
         "timeout_s": sec.timeout_s,
+        "order_lane": sec.order_lane,
         "recv_window_ms": sec.recv_window_ms,
         "symbols": tuple(f"{c}USDT" for c in coins),
     }

@@ -40,14 +40,15 @@ TAKER = D("0.0005")
 MakeBinance = Callable[..., Awaitable[BinanceUsdm]]
 
 
-@pytest.fixture
-async def make_binance(sim) -> AsyncIterator[MakeBinance]:
+@pytest.fixture(params=["wire", "aiohttp"])
+async def make_binance(sim, request: pytest.FixtureRequest) -> AsyncIterator[MakeBinance]:
     opened: list[BinanceUsdm] = []
 
     async def make(**options: Any) -> BinanceUsdm:
         options.setdefault("symbols", (SYMBOL,))
         options.setdefault("keepwarm_s", 0)
         options.setdefault("rules_refresh_s", 0)
+        options.setdefault("order_lane", request.param)  # every test runs on both order paths
         secret = options.pop("secret_key", sim.binance_keys.secret_key)
         ad = ExchangeFactory.create(
             "binance", AdapterType.DIRECT, api_key=sim.binance_keys.api_key, secret_key=secret,

@@ -42,8 +42,8 @@ SYMBOL = "KRW-BTC"
 MakeUpbit = Callable[..., Awaitable[UpbitSpot]]
 
 
-@pytest.fixture
-async def make_upbit(sim) -> AsyncIterator[MakeUpbit]:
+@pytest.fixture(params=["wire", "aiohttp"])
+async def make_upbit(sim, request: pytest.FixtureRequest) -> AsyncIterator[MakeUpbit]:
     """Open an UpbitSpot on the simulator (through the factory); closed after the test."""
     opened: list[UpbitSpot] = []
 
@@ -51,6 +51,7 @@ async def make_upbit(sim) -> AsyncIterator[MakeUpbit]:
         options.setdefault("symbols", (SYMBOL,))
         options.setdefault("keepwarm_s", 0)
         options.setdefault("rules_refresh_s", 0)
+        options.setdefault("order_lane", request.param)  # every test runs on both order paths
         secret = options.pop("secret_key", sim.upbit_keys.secret_key)
         ad = ExchangeFactory.create(
             "upbit", AdapterType.DIRECT, api_key=sim.upbit_keys.access_key, secret_key=secret,

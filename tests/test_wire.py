@@ -516,3 +516,122 @@ def test_on_uvloop() -> None:
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(scenario())
+
+
+async def test_headers_are_case_insensitive_and_repeated_fields_join(pool_factory) -> None:
+    answer = (
+        b"HTTP/1.1 200 OK\r\nX-MBX-USED-WEIGHT-1M: 7\r\nVary: a\r\nvary: b\r\nRetry-After: 3\r\n"
+        b"Content-Length: 2\r\n\r\n{}"
+    )
+    server = serve_forever(lambda req, n: answer)
+    async with server:
+        pool = await pool_factory(server.url)
+        _, headers, body = await pool.request("GET", "/")
+    assert body == b"{}"
+    assert headers["x-mbx-used-weight-1m"] == headers.get("X-Mbx-Used-Weight-1M") == "7"
+    assert "RETRY-AFTER" in headers and headers.get("Retry-After") == "3"
+    assert headers["Vary"] == "a, b"
+    assert headers.get("Missing") is None and "Missing" not in headers
+
+
+async def test_two_answers_in_one_segment_refuse_reuse(pool_factory) -> None:
+    # Bytes beyond the answer mean the connection is out of step: never reuse it.
+    server = serve_forever(lambda req, n: http_response(b"one") + http_response(b"two"))
+    async with server:
+        pool = await pool_factory(server.url)
+        assert (await pool.request("GET", "/"))[2] == b"one"
+        assert (await pool.request("GET", "/"))[2] == b"one"
+    assert server.connections == 2
+
+
+# ------------------------------------------------------------------------------ parser property
+_ANSWERS = [
+    http_response(b'{"orderId":1}'),
+    b"HTTP/1.1 100 Continue\r\n\r\n" + http_response(b'{"a":[1,2,3]}', "400 Bad Request"),
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n4;x=y\r\ndefg\r\n0\r\nT: 1\r\n\r\n",
+    b"HTTP/1.1 204 No Content\r\nX-A: 1\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n%s"
+    % (len(gzip.compress(b"zz", mtime=0)), gzip.compress(b"zz", mtime=0)),
+]
+
+
+def test_parser_result_does_not_depend_on_segmentation() -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from adapters_direct._wire import _Response
+
+    def parse(pieces: list[bytes]) -> tuple[int, dict, bytes, bool]:
+        p = _Response(head_only=False)
+        done = False
+        for piece in pieces:
+            assert not done
+            done = p.feed(piece)
+        assert done
+        return p.status, dict(p.headers), p.body, p.must_close
+
+    whole = [parse([a]) for a in _ANSWERS]
+    assert [w[2] for w in whole] == [b'{"orderId":1}', b'{"a":[1,2,3]}', b"abcdefg", b"", b"zz"]
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.integers(0, len(_ANSWERS) - 1), st.lists(st.integers(1, 40), min_size=1, max_size=60))
+    def check(i: int, cuts: list[int]) -> None:
+        raw, pieces, pos = _ANSWERS[i], [], 0
+        for c in cuts:
+            if pos >= len(raw):
+                break
+            pieces.append(raw[pos : pos + c])
+            pos += c
+        if pos < len(raw):
+            pieces.append(raw[pos:])
+        assert parse(pieces) == whole[i]
+
+    check()
+
+
+# ------------------------------------------------------------------------------ in the adapters
+async def test_adapters_send_orders_over_the_lane_and_everything_else_over_aiohttp(sim) -> None:
+    from decimal import Decimal
+
+    from adapters_direct import AdapterType, ExchangeFactory, OrderRequest
+
+    def lane_requests(ad: object) -> int:
+        return sum(c.requests for c in ad._t.order_lane._all)  # type: ignore[attr-defined]
+
+    up = ExchangeFactory.create(
+        "upbit", AdapterType.DIRECT, api_key=sim.upbit_keys.access_key, secret_key=sim.upbit_keys.secret_key,
+        base_url=sim.url, symbols=("KRW-BTC",), keepwarm_s=0, rules_refresh_s=0,
+    )
+    bn = ExchangeFactory.create(
+        "binance", AdapterType.DIRECT, api_key=sim.binance_keys.api_key, secret_key=sim.binance_keys.secret_key,
+        base_url=sim.url, symbols=("BTCUSDT",), keepwarm_s=0, rules_refresh_s=0,
+    )
+    async with up, bn:
+        assert up._t.order_lane.connections == 2 and bn._t.order_lane.connections == 2  # pre-opened
+        bid, ask = await up.best_bid_ask("KRW-BTC")  # aiohttp
+        await bn.get_balances()  # aiohttp
+        assert lane_requests(up) == lane_requests(bn) == 0
+        tick = Decimal(1000)
+        res_u = await up.place_order(OrderRequest(
+            symbol="KRW-BTC", side="buy", type="limit", quantity=Decimal("0.0001"),
+            price=(ask * Decimal("1.01") / tick).to_integral_value() * tick, time_in_force="ioc", client_id="lane-u-1",
+        ))
+        res_b = await bn.place_order(OrderRequest(
+            symbol="BTCUSDT", side="sell", type="market", quantity=Decimal("0.002"), client_id="lane-b-1",
+        ))
+        assert res_u.status == res_b.status == "filled"
+        assert (await up.get_order("KRW-BTC", "lane-u-1")).filled_qty == res_u.filled_qty
+        assert (await bn.get_order("BTCUSDT", "lane-b-1")).filled_qty == res_b.filled_qty
+        assert lane_requests(up) >= 2 and lane_requests(bn) == 2
+        assert up._t.order_lane.opened == 2 and bn._t.order_lane.opened == 2  # no new connection needed
+
+
+async def test_engine_config_selects_the_lane(tmp_path) -> None:
+    from kimp_fast.config import ConfigError, EngineConfig
+    from kimp_fast.engine import _adapter_options
+
+    cfg = EngineConfig.from_dict({"upbit": {"order_lane": "aiohttp"}}, source="<test>")
+    assert _adapter_options(cfg, "upbit")["order_lane"] == "aiohttp"
+    assert _adapter_options(cfg, "binance")["order_lane"] == "wire"
+    with pytest.raises(ConfigError, match="order_lane"):
+        EngineConfig.from_dict({"binance": {"order_lane": "tcp"}}, source="<test>")
