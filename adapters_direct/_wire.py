@@ -382,7 +382,8 @@ class WirePool:
     user_agent, trace
         Sent on every request; optional :class:`WireTrace`.
     ssl_context
-        For ``https``; default ``ssl.create_default_context()`` (system CAs, hostname check).
+        For ``https``; default ``ssl.create_default_context()`` (system CAs, hostname check)
+        offering ALPN ``http/1.1``.
     """
 
     def __init__(
@@ -408,7 +409,7 @@ class WirePool:
         self.host: str = url.host
         self.port: int = url.port or (443 if url.scheme == "https" else 80)
         self._tls = url.scheme == "https"
-        self._ssl = (ssl_context or _ssl.create_default_context()) if self._tls else None
+        self._ssl = (ssl_context or _default_tls()) if self._tls else None
         default_port = self.port == (443 if self._tls else 80)
         host_header = self.host if default_port else f"{self.host}:{self.port}"
         if ":" in self.host and not default_port:  # IPv6 literal
@@ -664,6 +665,13 @@ class WirePool:
                         t.close()
             if self._topping_up is None and len(self._all) + self._connecting < self.size:
                 await self._top_up()
+
+
+def _default_tls() -> _ssl.SSLContext:
+    """System CAs and hostname check; ALPN says HTTP/1.1 so a server never picks h2."""
+    ctx = _ssl.create_default_context()
+    ctx.set_alpn_protocols(["http/1.1"])
+    return ctx
 
 
 def _expire(waiter: asyncio.Future[Any]) -> None:
