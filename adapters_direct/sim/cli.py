@@ -30,6 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="simulation clock speed for the funding schedule (3600 = an 8 h cycle in 8 s)")
     parser.add_argument("--upbit-delay-ms", type=float, default=0.0, help="added before every Upbit response")
     parser.add_argument("--binance-delay-ms", type=float, default=0.0, help="added before every Binance response")
+    parser.add_argument("--upbit-answer-pending", action="store_true",
+                        help='answer POST /v1/orders with the order as accepted (state "wait", nothing executed), '
+                             "as the real Upbit does; GET /v1/order then shows the final state")
     m = parser.add_argument_group("market")
     m.add_argument("--premium", type=float, help="kimchi premium, e.g. 0.012")
     m.add_argument("--binance-mid", type=float, help="BTCUSDT mid")
@@ -59,6 +62,7 @@ def _server_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "time_scale": args.time_scale,
         "upbit_delay_ms": args.upbit_delay_ms,
         "binance_delay_ms": args.binance_delay_ms,
+        "upbit_answer_pending": args.upbit_answer_pending,
         "binance_leverage": args.leverage,
     }
     if args.keys:

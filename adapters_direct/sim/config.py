@@ -150,6 +150,10 @@ class SimConfig:
     #: added once per request, before its response is written (also settable at runtime)
     upbit_delay_ms: float = 0.0
     binance_delay_ms: float = 0.0
+    #: answer ``POST /v1/orders`` with the order as accepted (``state`` "wait", nothing
+    #: executed), as the real Upbit does; matching still happens at once, so the next
+    #: ``GET /v1/order`` shows the final state (also settable at runtime)
+    upbit_answer_pending: bool = False
     #: Binance default leverage per symbol (the real default is 20)
     binance_leverage: int = 20
     #: Binance recvWindow default when the client sends none

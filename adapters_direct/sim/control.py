@@ -8,7 +8,8 @@
 ``GET /_sim/requests`` the request log (``limit``, ``exchange``, ``method``, ``path``)
 ``POST /_sim/reset``   back to the starting balances (``{"market": true}`` also
                        restarts the price process)
-``POST /_sim/config``  delays, time scale, fees, limits, Binance symbol rules
+``POST /_sim/config``  delays, time scale, fees, limits, Binance symbol rules,
+                       ``upbit_answer_pending``
 ``POST /_sim/clock``   ``{"advance_s": N}`` jumps the simulation clock (funding)
 ``POST /_sim/balances`` set available balances
 ``GET /_sim/stats``    server-side latency per request; ``DELETE`` resets it
@@ -161,6 +162,7 @@ class Control:
             "time_scale": st.clock.time_scale,
             "upbit_delay_ms": st.upbit_delay_ms,
             "binance_delay_ms": st.binance_delay_ms,
+            "upbit_answer_pending": st.upbit_answer_pending,
             "recv_window_ms": cfg.recv_window_ms,
             "fees": {f.name: plain(getattr(cfg.fees, f.name)) for f in fields(cfg.fees)},
             "limits": {f.name: getattr(cfg.limits, f.name) for f in fields(cfg.limits)},
@@ -176,7 +178,7 @@ class Control:
         st = self.sim.state
         cfg = st.config
         known = {"upbit_delay_ms", "binance_delay_ms", "time_scale", "fees", "limits", "binance_rules",
-                 "recv_window_ms"}
+                 "recv_window_ms", "upbit_answer_pending"}
         unknown = set(body) - known
         if unknown:
             raise ControlError(f"unknown config key(s): {', '.join(sorted(unknown))}")
@@ -186,6 +188,11 @@ class Control:
                 if v < 0:
                     raise ControlError(f"{key} must be >= 0")
                 setattr(st, key, v)
+        if "upbit_answer_pending" in body:
+            flag = body["upbit_answer_pending"]
+            if not isinstance(flag, bool):  # bool("false") is True: accept JSON booleans only
+                raise ControlError("upbit_answer_pending must be true or false")
+            st.upbit_answer_pending = flag
         if "time_scale" in body:
             st.clock.set_time_scale(float(body["time_scale"]))
         if "recv_window_ms" in body:

@@ -45,6 +45,7 @@ class SimState:
         self.service_ns: deque[tuple[str, int]] = deque(maxlen=200_000)
         self.upbit_delay_ms = float(config.upbit_delay_ms)
         self.binance_delay_ms = float(config.binance_delay_ms)
+        self.upbit_answer_pending = bool(config.upbit_answer_pending)
         self._reset_accounts()
         # hooks the exchanges install: called on every tick with the market moved or not
         self.on_tick: list[Any] = []

@@ -9,6 +9,10 @@ Reference: EXCHANGE_NOTES part A. Behaviour worth knowing (and tested):
   8 decimals, so a few KRW are usually left and the order ends ``cancel`` (not ``done``)
   with the remainder returned — exactly what Upbit's FAQ describes.
 * Market orders larger than the best 30 levels are refused (``volume_too_large``).
+* ``upbit_answer_pending`` (off by default): ``POST /v1/orders`` answers with the order as
+  accepted (``state: "wait"``, nothing executed, ``locked`` as reserved) while the match
+  still happens at once, so only the next ``GET /v1/order`` shows the final state — the
+  real venue's behaviour, which makes clients exercise their follow-up read.
 * ``DELETE /v1/order`` returns the order as it was (``state: "wait"``); the cancel
   completes right after, so the next ``GET /v1/order`` shows ``cancel``.
 """
@@ -304,14 +308,21 @@ class UpbitExchange:
         return d
 
     def create_order(self, ctx: Ctx, params: dict[str, Any]) -> Reply:
-        order = self._place(ctx, params, test=False)
-        return self._json(self.order_json(order), 201)
+        order = self._accept(ctx, params, test=False)
+        # The real Upbit answers before its matching engine has seen the order; in that
+        # mode the answer is the order as accepted, the match below is what GET shows.
+        accepted = self.order_json(order) if self.s.upbit_answer_pending else None
+        self._execute(order, ctx.fill_fraction)
+        self.s.sync_open(order)
+        return self._json(accepted if accepted is not None else self.order_json(order), 201)
 
     def test_order(self, ctx: Ctx, params: dict[str, Any]) -> Reply:
-        order = self._place(ctx, params, test=True)
+        order = self._accept(ctx, params, test=True)
         return self._json(self.order_json(order), 201)
 
-    def _place(self, ctx: Ctx, params: dict[str, Any], *, test: bool) -> SimOrder:
+    def _accept(self, ctx: Ctx, params: dict[str, Any], *, test: bool) -> SimOrder:
+        """Validate, build the order in state ``wait`` and (unless ``test``) reserve its
+        funds and index it; matching is the caller's next step."""
         s = self.s
         market = params.get("market")
         if not market:
@@ -441,8 +452,6 @@ class UpbitExchange:
         s.upbit_by_uuid[order.exchange_order_id] = order
         if identifier is not None:
             s.upbit_by_identifier[identifier] = order
-        self._execute(order, ctx.fill_fraction)
-        s.sync_open(order)
         return order
 
     # ------------------------------------------------------------------ matching
