@@ -305,3 +305,33 @@ async def test_engine_enter_exit_fills_and_journal_matches_the_ledger(engine_fac
     gets = await control.requests(exchange="upbit", method="GET", path="/v1/order")
     assert len(posts) == len(upbit_orders) == 2
     assert {r["query"] for r in gets} >= {f"uuid={o['exchange_order_id']}" for o in upbit_orders}
+
+
+# ---------------------------------------------------------------------------- probe
+def test_probe_flag_reaches_the_simulator_and_the_report(tmp_path) -> None:
+    import json
+
+    from kimp_fast._env import NO_EXTENSIONS
+    from kimp_fast.probe import main as probe_main
+
+    variant = "direct_pure_uvloop" if NO_EXTENSIONS else "direct_compiled_uvloop"
+    out = tmp_path / "probe.json"
+    rc = probe_main(["-n", "2", "--blocks", "1", "--warmup", "1", "--variants", variant, "--pairs", "",
+                     "--upbit-answer-pending", "--json", str(out), "--quiet"])
+    assert rc == 0
+    report = json.loads(out.read_text())
+    assert report["settings"]["upbit_answer_pending"] is True
+    v = report["variants"][variant]
+    assert v["available"] is True and v["error_count"] == 0, v.get("errors")
+    # every Upbit order (ENTER's buy) is answered "wait" and read back exactly once
+    assert v["requests_per_order"] == {"upbit": {"GET /v1/order": 1.0, "POST /v1/orders": 1.0},
+                                       "binance": {"POST /fapi/v1/order": 1.0}}
+    assert sum(v["requests_per_order"]["upbit"].values()) == 2.0
+    assert v["exit"]["requests_per_order"]["upbit"] == {"GET /v1/order": 1.0, "POST /v1/orders": 1.0}  # market sell
+
+
+def test_probe_refuses_the_flag_with_live(capsys) -> None:
+    from kimp_fast.probe import main as probe_main
+
+    assert probe_main(["--live", "--upbit-answer-pending", "-n", "1", "--quiet"]) == 2
+    assert "simulator only" in capsys.readouterr().err

@@ -83,6 +83,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--blocks", type=_pos_int, default=4,
                         help="split each variant's round trips into this many worker runs, interleaved across "
                              "variants so load drift on a shared machine spreads evenly (default 4)")
+    parser.add_argument("--upbit-answer-pending", action="store_true",
+                        help='the simulator answers each new Upbit order as accepted (state "wait", nothing '
+                             "executed), as the real Upbit does, so the adapter reads GET /v1/order once more "
+                             "before the leg completes (2 Upbit requests per order instead of 1); recorded in "
+                             "the report's settings")
     parser.add_argument("--spin", action="store_true",
                         help="diagnostic: keep the event loop busy between signals (the CPU never idles)")
     parser.add_argument("--interval-ms", type=float, default=200.0,
@@ -123,7 +128,9 @@ def print_summary(report: dict[str, Any], out: Any = sys.stdout) -> None:
     st = report.get("settings", {})
     if report["mode"] == "simulator":
         print(f"delays: Upbit {st['upbit_delay_ms']:g} ms, Binance {st['binance_delay_ms']:g} ms; "
-              f"{st['round_trips_per_variant']} ENTER/EXIT round trips per variant", file=out)
+              f"{st['round_trips_per_variant']} ENTER/EXIT round trips per variant"
+              + ("; Upbit answers new orders 'wait' (follow-up read)" if st.get("upbit_answer_pending") else ""),
+              file=out)
     hdr = f"{'variant':34} {'n':>4} {'to wire p50':>12} {'p99':>10} {'overhead p50':>13} {'p99':>10} {'total p50':>10}"
     print(hdr, file=out)
     for name, v in report["variants"].items():
@@ -167,6 +174,9 @@ def run(args: argparse.Namespace) -> int:
         return _worker(args)
     progress = not args.quiet
     if args.live:
+        if args.upbit_answer_pending:  # the real Upbit always answers "wait": nothing to switch
+            print("kimp-fast probe: --upbit-answer-pending applies to the simulator only", file=sys.stderr)
+            return 2
         from ._live import BINANCE_URL, UPBIT_URL, LiveRefused, run_live
 
         try:
@@ -194,7 +204,8 @@ def run(args: argparse.Namespace) -> int:
             variants=args.variants, n=args.n, upbit_delay_ms=args.upbit_delay_ms,
             binance_delay_ms=args.binance_delay_ms, pairs=args.pairs, pair_n=args.pair_n, warmup=args.warmup,
             interval_s=args.interval_ms / 1000.0, qty=args.qty, profile=args.profile, profile_n=args.profile_n,
-            blocks=args.blocks, market_poll_s=args.market_poll_s, spin=args.spin, progress=progress,
+            blocks=args.blocks, market_poll_s=args.market_poll_s, spin=args.spin,
+            upbit_answer_pending=args.upbit_answer_pending, progress=progress,
         )
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1, default=str) + "\n")

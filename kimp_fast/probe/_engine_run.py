@@ -85,6 +85,9 @@ class RunSpec:
     #: keep the event loop (and so the CPU) busy between signals: shows how much of the
     #: latency is a cold CPU waking up (a diagnostic, not a production setting)
     spin: bool = False
+    #: the simulator answers Upbit orders "wait" (as the real venue does): one follow-up
+    #: ``GET /v1/order`` per immediate Upbit order
+    upbit_answer_pending: bool = False
     progress: bool = True
 
 
@@ -312,7 +315,8 @@ def run_variant(spec: RunSpec) -> dict[str, Any]:
         except ImportError:
             return {"available": False, **asdict(variant), "reason": "uvloop is not installed"}
         loop_factory = uvloop.new_event_loop
-    with SimProcess(upbit_delay_ms=spec.upbit_delay_ms, binance_delay_ms=spec.binance_delay_ms) as sim:
+    with SimProcess(upbit_delay_ms=spec.upbit_delay_ms, binance_delay_ms=spec.binance_delay_ms,
+                    upbit_answer_pending=spec.upbit_answer_pending) as sim:
         result = run_on(loop_factory, _run(spec, variant, sim))
     return result
 

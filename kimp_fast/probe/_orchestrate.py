@@ -168,6 +168,7 @@ def run_probe(
     blocks: int = 4,
     market_poll_s: float = 0.0,
     spin: bool = False,
+    upbit_answer_pending: bool = False,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Run the variants, each in its own processes, and return the merged report.
@@ -186,7 +187,7 @@ def run_probe(
             "round_trips_per_variant": n, "blocks": len(_blocks(n, blocks)), "upbit_delay_ms": upbit_delay_ms,
             "binance_delay_ms": binance_delay_ms, "warmup_round_trips_per_block": warmup, "interval_s": interval_s,
             "qty_btc": qty, "pairs": pairs, "pair_round_trips": pair_n, "market_poll_s": market_poll_s,
-            "spin": spin,
+            "spin": spin, "upbit_answer_pending": upbit_answer_pending,
         },
         "definitions": DEFINITIONS,
         "variants": {},
@@ -199,7 +200,7 @@ def run_probe(
         v = VARIANTS[name]
         spec = RunSpec(variant=name, n=rt, upbit_delay_ms=upbit_delay_ms, binance_delay_ms=binance_delay_ms,
                        warmup=warmup, interval_s=interval_s, qty=qty, pair_n=pair_n, market_poll_s=market_poll_s,
-                       spin=spin, progress=progress, **extra)
+                       spin=spin, upbit_answer_pending=upbit_answer_pending, progress=progress, **extra)
         env: dict[str, str | None] = {"KIMP_FAST_NO_EXTENSIONS": "1" if v.build == "pure" else None}
         submits = 2 * (rt + warmup + spec.profile_n + len(spec.pairs) * (pair_n + 1))
         return _worker(spec, env, 120 + submits * (interval_s + 0.5))

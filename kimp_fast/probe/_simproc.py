@@ -61,17 +61,22 @@ class SimProcess:
     ----------
     upbit_delay_ms, binance_delay_ms
         Delay the simulator adds before every response of that exchange.
+    upbit_answer_pending
+        Upbit answers ``POST /v1/orders`` with the order as accepted (``state: "wait"``),
+        as the real venue does, so the adapter's follow-up ``GET /v1/order`` runs.
     seed
         Seed of the price process (prices are frozen: volatility 0).
     """
 
     def __init__(self, *, upbit_delay_ms: float = 0.0, binance_delay_ms: float = 0.0, seed: int = 1,
-                 start_timeout_s: float = 30.0) -> None:
+                 upbit_answer_pending: bool = False, start_timeout_s: float = 30.0) -> None:
         self.args = [
             sys.executable, "-m", "kimp_fast", "sim", "--port", "0", "--seed", str(seed),
             "--volatility", "0", "--premium-volatility", "0",
             "--upbit-delay-ms", str(upbit_delay_ms), "--binance-delay-ms", str(binance_delay_ms),
         ]
+        if upbit_answer_pending:
+            self.args.append("--upbit-answer-pending")
         self.start_timeout_s = start_timeout_s
         self.proc: subprocess.Popen[str] | None = None
         self.info: dict[str, Any] = {}
