@@ -461,6 +461,9 @@ class JournalConfig(_Section):
     SECTION: ClassVar[str] = "journal"
     path: str = _setting("kimp-journal.sqlite", _text())
     synchronous: str = _setting("NORMAL", _choice("NORMAL", "FULL", upper=True))
+    #: the engine's writes go to a redo file first and reach SQLite once the orders are
+    #: on the wire (see kimp_fast.journal); false = one SQLite commit per write
+    write_behind: bool = _setting(True, _bool())
 
 
 @dataclass(frozen=True, slots=True)

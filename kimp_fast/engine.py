@@ -113,6 +113,9 @@ class KimpEngine:
         self._open = False
         self._positions: dict[str, HedgedPosition] | None = None
         self._inflight: dict[str, Signal] = {}  # signals being processed, by id
+        # Every signal id the journal holds, for de-duplication without a read on the
+        # order path (loaded at start; only this engine writes signals to its journal).
+        self._seen: set[str] = set()
         self.fx_symbol = config.execution.fx_symbol
 
     # -- wiring ---------------------------------------------------------------------
@@ -160,7 +163,10 @@ class KimpEngine:
 
     async def start(self) -> None:
         cfg = self.config
-        self.journal = Journal(cfg.journal.path, synchronous=cfg.journal.synchronous, autocheckpoint=False)
+        self.journal = Journal(cfg.journal.path, synchronous=cfg.journal.synchronous, autocheckpoint=False,
+                               write_behind=cfg.journal.write_behind)
+        self._seen = self.journal.signal_ids()
+        self._positions = None
         if self._notifier is None:
             self._notifier = make_notifier(cfg, self._environ)
         await self._notifier.start()
@@ -296,8 +302,9 @@ class KimpEngine:
         t1 = time.perf_counter_ns()
         timings["validate"] = _us(t0, t1)
         if reason:
-            if self.journal.signal(sig.id) is not None:
+            if sig.id in self._seen:
                 return self._duplicate(sig)
+            self._seen.add(sig.id)
             report = ExecutionReport(
                 signal_id=sig.id, action=sig.action, coin=sig.coin, status="rejected", reason=reason,
                 timings_us=timings,
@@ -309,9 +316,10 @@ class KimpEngine:
         # path, and a signal that dies before that point sent nothing. ``_inflight`` covers
         # the gap in this process; a signal that must wait for its coin's lock is put on
         # record (``processing``) before it waits, so a restart closes it.
-        if sig.id in self._inflight or self.journal.signal_status(sig.id) is not None:
+        if sig.id in self._inflight or sig.id in self._seen:
             return self._duplicate(sig)
         self._inflight[sig.id] = sig
+        self._seen.add(sig.id)
         try:
             lock = self._locks.setdefault(sig.coin, asyncio.Lock())
             if lock.locked():
@@ -327,6 +335,8 @@ class KimpEngine:
                     report = self._failed(sig, exc, timings)
         finally:
             del self._inflight[sig.id]
+            # the report's records reach SQLite once the caller lets the loop turn
+            self.journal.flush_soon()
         report.timings_us["total"] = _us(t0, time.perf_counter_ns())
         return report
 
@@ -424,8 +434,14 @@ class KimpEngine:
 
     def _finish(self, report: ExecutionReport, **kw: Any) -> None:
         self.journal.finish_signal(report, signal=self._inflight.get(report.signal_id), **kw)
-        if kw.get("position") is not None or kw.get("clear_position") is not None:
-            self._positions = None  # re-read once from the journal
+        # The cache follows what was just journaled (re-reading it would flush the
+        # journal's pending writes on the next signal's order path).
+        position, cleared = kw.get("position"), kw.get("clear_position")
+        if (position is not None or cleared is not None) and self._positions is not None:
+            if position is not None:
+                self._positions[position.coin] = position
+            if cleared is not None:
+                self._positions.pop(cleared, None)
         sev = Severity.INFO
         if report.status in ("recovered", "unwound"):
             sev = Severity.WARNING
@@ -499,6 +515,7 @@ class KimpEngine:
         failures: list[str] = []
         attempt = 0
         market_krw = ex_cfg.upbit_buy_mode == "market_krw"
+        opened_ms = _now_ms()  # the first order's intent: the position's funding window opens here
         while True:
             attempt += 1
             t = time.perf_counter_ns()
@@ -585,10 +602,12 @@ class KimpEngine:
                 return report
             j.recovery_step(sig.id, coin, "pair-retry", attempt=attempt + 1, delay_s=delay)
             notes.append(f"pair retry {attempt + 1} after: {'; '.join(failures[-2:])}")
-            await asyncio.sleep(delay)
-        return await self._settle_enter(sig, legs, fx, timings, notes, attempts={"upbit": 0, "binance": 0})
+            await x.pause(delay)
+        return await self._settle_enter(sig, legs, fx, timings, notes, attempts={"upbit": 0, "binance": 0},
+                                        opened_ms=opened_ms)
 
-    async def _settle_enter(self, sig, legs: LegBook, fx: Decimal, timings, notes, attempts) -> ExecutionReport:
+    async def _settle_enter(self, sig, legs: LegBook, fx: Decimal, timings, notes, attempts,
+                            opened_ms: int | None = None) -> ExecutionReport:
         coin = sig.coin
         tr = time.perf_counter_ns()
         try:
@@ -614,7 +633,8 @@ class KimpEngine:
             # order left, not the end of its repair — the short may have been held (and
             # funded) for seconds before a missing leg was completed. The coin was flat
             # before this ENTER, so no earlier funding can fall in the window.
-            opened = min((o.created_ms for o in self.journal.orders_for_signal(sig.id)), default=_now_ms())
+            opened = opened_ms if opened_ms is not None else min(
+                (o.created_ms for o in self.journal.orders_for_signal(sig.id)), default=_now_ms())
             position = HedgedPosition(
                 coin=coin, qty=hedged, entry_spot_price=buy_u, entry_perp_price=sell_b, entry_fx=fx,
                 entry_fees_krw=legs.fees["upbit"], entry_fees_usdt=legs.fees["binance"],
@@ -844,6 +864,12 @@ class KimpEngine:
         3. positions and balances are compared with the exchanges; a mismatch beyond one
            lot halts the engine with a critical alert.
         """
+        try:
+            return await self._reconcile()
+        finally:
+            self.journal.flush()  # what it settled is in SQLite before anyone is told it is done
+
+    async def _reconcile(self) -> dict[str, Any]:
         j = self.journal
         summary: dict[str, Any] = {"orders": 0, "signals": 0, "mismatches": []}
         touched: set[str] = set()
@@ -996,6 +1022,7 @@ class KimpEngine:
             if any(lock.locked() for lock in self._locks.values()):
                 continue
             try:
+                self.journal.flush()  # a safety net: flush_soon() normally got there first
                 await asyncio.to_thread(Journal.checkpoint, path)
             except Exception as exc:  # a busy database: try again next time
                 log.debug("journal checkpoint skipped: %s", exc)

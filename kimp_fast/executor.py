@@ -74,6 +74,11 @@ class PairExecutor:
         # client id -> time.monotonic() when its request left; see lookup()
         self._sent_at: dict[str, float] = {}
 
+    async def pause(self, seconds: float) -> None:
+        """Wait between attempts; the journal catches up with SQLite meanwhile."""
+        self.e.journal.flush_soon()
+        await asyncio.sleep(seconds)
+
     # -- one order ------------------------------------------------------------------
     def client_id(self, signal_id: str, exchange: str, purpose: str, attempt: int) -> str:
         return make_client_id(signal_id, _LEG_CODE[(exchange, purpose)], attempt)
@@ -90,6 +95,9 @@ class PairExecutor:
         breaker = self.e.breakers[exchange]
         j = self.e.journal
         self._sent_at[req.client_id] = time.monotonic()
+        # The intent is in the journal's redo file; its SQLite rows follow while this
+        # request (and a concurrent leg) is on the network (flush_soon waits two turns).
+        j.flush_soon()
         try:
             res = await adapter.place_order(req, reserved=reserved)
         except AdapterError as err:
@@ -185,7 +193,7 @@ class PairExecutor:
             if time.monotonic() >= deadline:
                 self.e.journal.update_order(client_id, "unknown", detail=f"unresolved: {last_err}")
                 raise Unresolved(client_id, exchange, last_err or "no answer")
-            await asyncio.sleep(delays[min(i, len(delays) - 1)])
+            await self.pause(delays[min(i, len(delays) - 1)])
             i += 1
 
     async def _finish_open(self, exchange: str, symbol: str, client_id: str) -> OrderResult | None:
@@ -212,7 +220,7 @@ class PairExecutor:
                 last = f"still {res.status}"
             if time.monotonic() >= deadline:
                 raise Unresolved(client_id, exchange, last)
-            await asyncio.sleep(delays[min(i, len(delays) - 1)])
+            await self.pause(delays[min(i, len(delays) - 1)])
             i += 1
 
     def _journal_result(self, res: OrderResult) -> None:
@@ -340,7 +348,7 @@ class PairExecutor:
                 delay = _delay(cfg.retry_delays, n) if phase == "retry" else (0.0 if n == 0 else _delay(cfg.retry_delays, n - 1))
                 j.recovery_step(signal_id, coin, f"{phase}-wait", attempt=n + 1, exposure=str(ex_now), delay_s=delay)
                 if delay > 0:
-                    await asyncio.sleep(delay)
+                    await self.pause(delay)
                 ex_now = exposure()
                 if abs(ex_now) < step:
                     break

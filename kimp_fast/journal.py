@@ -16,11 +16,28 @@ restart can tell what was in flight and finish it:
 ``synchronous=NORMAL`` in WAL mode survives a process crash (SIGKILL) without losing a
 committed transaction; ``FULL`` also survives power loss at the cost of an fsync per
 commit.
+
+**Write-behind (the engine's mode).** A SQLite commit costs ~80 µs warm and ~400 µs on a
+CPU that just woke up, and the engine needs one before every order leaves. With
+``write_behind=True`` the engine's writes are first appended, as one line of ready-made
+SQL parameters, to a redo file next to the database (``<path>-redo``, one ``write(2)``,
+~2 µs warm / ~40 µs cold) and applied to SQLite in one transaction a moment later, once
+the orders are on the wire (:meth:`Journal.flush_soon`), before any read, and at close.
+The redo line is the write-ahead record: it has the durability of a committed WAL
+transaction (a process crash loses nothing; with ``synchronous=FULL`` it is fsynced too),
+and every line carries a sequence number that SQLite stores with the rows it produced
+(``journal_meta``), so reopening the journal applies exactly the lines that were not yet
+applied — never one twice. The redo file is held under an exclusive ``flock``: one engine
+per journal. Other processes (the CLI) read SQLite; a lagging second is the most they
+can see, and a journal left by a crashed engine is brought up to date by whoever opens it
+next while no engine holds it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import os
 import sqlite3
 import time
@@ -31,11 +48,18 @@ from typing import Any
 
 import msgspec
 
+try:  # POSIX; elsewhere the one-engine-per-journal lock is not enforced
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None  # type: ignore[assignment]
+
 from .models import ExecutionReport, HedgedPosition
 
 __all__ = ["Journal", "JournalError", "OrderRow", "SCHEMA_VERSION", "UNFINISHED_ORDER_STATES"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+log = logging.getLogger("kimp_fast.journal")
 
 #: Order states that need a look-up at the exchange after a restart.
 UNFINISHED_ORDER_STATES = ("intent", "sent", "unknown", "open", "partially_filled")
@@ -143,7 +167,48 @@ _MIGRATIONS: dict[int, str] = {
         ts_ms     INTEGER NOT NULL
     );
     """,
+    2: """
+    CREATE TABLE journal_meta (
+        key    TEXT PRIMARY KEY,
+        value  TEXT NOT NULL
+    );
+    """,
 }
+
+#: The statements a journal write is made of. A write is a list of ``(key, params)``
+#: with every value already a str/int/None, so it can be stored as one redo line and
+#: applied later (or again, after a crash) with exactly the same effect.
+_SQL: dict[str, str] = {
+    "signal": "INSERT OR IGNORE INTO signals(id, action, coin, qty, ts_ms, ttl_ms, kimp, received_ms, status)"
+              " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'processing')",
+    "rejected_signal": "INSERT OR IGNORE INTO signals(id, action, coin, ts_ms, ttl_ms, received_ms, status, reason,"
+                       " report, finished_ms) VALUES (?, ?, ?, 0, 0, ?, ?, ?, ?, ?)",
+    "finish": "UPDATE signals SET status = ?, reason = ?, report = ?, finished_ms = ? WHERE id = ?",
+    "order": "INSERT INTO orders(client_id, signal_id, exchange, symbol, purpose, attempt, side, type, tif,"
+             " qty, price, quote_amount, reduce_only, state, created_ms, updated_ms)"
+             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'intent', ?, ?)",
+    "update_order": "UPDATE orders SET state = ?, updated_ms = ?,"
+                    " exchange_order_id = COALESCE(?, exchange_order_id), filled_qty = COALESCE(?, filled_qty),"
+                    " avg_price = COALESCE(?, avg_price), quote_filled = COALESCE(?, quote_filled),"
+                    " fee = COALESCE(?, fee), fee_asset = COALESCE(?, fee_asset), error = COALESCE(?, error)"
+                    " WHERE client_id = ?",
+    "order_event": "INSERT INTO order_events(client_id, ts_ms, state, detail) VALUES (?, ?, ?, ?)",
+    # the fill of a final order, from its row (quantities are decimal text: CAST only tests > 0)
+    "fill": "INSERT OR REPLACE INTO fills(client_id, signal_id, exchange, symbol, side, qty, price, quote, fee,"
+            " fee_asset, ts_ms) SELECT client_id, signal_id, exchange, symbol, side, filled_qty,"
+            " COALESCE(avg_price, '0'), quote_filled, fee, fee_asset, ? FROM orders"
+            " WHERE client_id = ? AND CAST(filled_qty AS REAL) > 0",
+    "position": "INSERT OR REPLACE INTO positions(coin, data, updated_ms) VALUES (?, ?, ?)",
+    "clear_position": "DELETE FROM positions WHERE coin = ?",
+    "recovery": "INSERT INTO recovery(signal_id, coin, step, detail, ts_ms) VALUES (?, ?, ?, ?, ?)",
+    "breaker": "INSERT INTO breaker_events(exchange, old_state, new_state, reason, ts_ms) VALUES (?, ?, ?, ?, ?)",
+    "notification": "INSERT INTO notifications(severity, title, message, ts_ms) VALUES (?, ?, ?, ?)",
+    "halt": "INSERT INTO halts(action, reason, source, ts_ms) VALUES (?, ?, ?, ?)",
+    "redo_applied": "INSERT OR REPLACE INTO journal_meta(key, value) VALUES ('redo_applied_seq', ?)",
+}
+_Write = list[tuple[str, list[Any]]]
+_redo_encoder = msgspec.json.Encoder()
+_redo_decoder = msgspec.json.Decoder(tuple[int, list[tuple[str, list[Any]]]])
 
 _position_decoder = msgspec.json.Decoder(HedgedPosition)
 _report_decoder = msgspec.json.Decoder(ExecutionReport)
@@ -225,34 +290,71 @@ def _order_row(r: sqlite3.Row) -> OrderRow:
 
 
 class Journal:
-    """One SQLite file. Not thread-safe: use one ``Journal`` per thread/process."""
+    """One SQLite file. Not thread-safe: use one ``Journal`` per thread/process.
+
+    ``write_behind=True`` (the engine): writes go to the redo file first and reach SQLite
+    at the next :meth:`flush` (see the module docstring); reads always see every write.
+    """
+
+    #: the redo file is emptied after a flush once it has grown past this many bytes
+    redo_compact_bytes = 1 << 20
 
     def __init__(
-        self, path: str | os.PathLike[str], *, synchronous: str = "NORMAL", autocheckpoint: bool = True
+        self,
+        path: str | os.PathLike[str],
+        *,
+        synchronous: str = "NORMAL",
+        autocheckpoint: bool = True,
+        write_behind: bool = False,
     ) -> None:
         if synchronous not in ("NORMAL", "FULL"):
             raise ValueError("synchronous: expected 'NORMAL' or 'FULL'")
         self.path = os.fspath(path)
+        self.redo_path = self.path + "-redo"
+        self.write_behind = write_behind
+        self._fsync = synchronous == "FULL"
+        self._pending: list[tuple[int, _Write]] = []
+        self._seq = 0
+        self._redo_fd = -1
+        self._redo_size = 0
+        self._flush_scheduled = False
+        self._broken = ""
+        #: client ids whose intent this journal wrote: an update of any other id is
+        #: checked against SQLite (write-behind cannot wait for the UPDATE's row count)
+        self._known_orders: set[str] = set()
         parent = os.path.dirname(os.path.abspath(self.path))
         os.makedirs(parent, exist_ok=True)
         # isolation_level=None: we issue BEGIN/COMMIT ourselves, so a multi-row step is
         # one atomic transaction and nothing is left half-written by a crash.
-        self._db = sqlite3.connect(self.path, isolation_level=None, timeout=10.0)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(f"PRAGMA synchronous={synchronous}")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.execute("PRAGMA busy_timeout=10000")
-        if not autocheckpoint:
-            # The owner checkpoints off the order path (see checkpoint()): SQLite's automatic
-            # checkpoint runs inside whichever commit crosses the threshold, and that commit
-            # may be an order intent (it was the whole p99 of signal -> wire).
-            self._db.execute("PRAGMA wal_autocheckpoint=0")
-        self._migrate()
+        self._conn = sqlite3.connect(self.path, isolation_level=None, timeout=10.0)
+        try:
+            self._conn.row_factory = sqlite3.Row
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute(f"PRAGMA synchronous={synchronous}")
+            self._conn.execute("PRAGMA foreign_keys=ON")
+            self._conn.execute("PRAGMA busy_timeout=10000")
+            if not autocheckpoint:
+                # The owner checkpoints off the order path (see checkpoint()): SQLite's automatic
+                # checkpoint runs inside whichever commit crosses the threshold, and that commit
+                # may be an order intent (it was the whole p99 of signal -> wire).
+                self._conn.execute("PRAGMA wal_autocheckpoint=0")
+            self._migrate()
+            self._open_redo()
+        except BaseException:
+            self._close_redo()
+            self._conn.close()
+            raise
 
     # -- lifecycle -------------------------------------------------------------------
     def close(self) -> None:
-        self._db.close()
+        try:
+            if self._pending and not self._broken:
+                self.flush()
+            if self._redo_fd >= 0 and not self._pending:
+                os.ftruncate(self._redo_fd, 0)
+        finally:
+            self._close_redo()
+            self._conn.close()
 
     def __enter__(self) -> "Journal":
         return self
@@ -263,26 +365,41 @@ class Journal:
     def __repr__(self) -> str:
         return f"Journal({self.path!r})"
 
+    @property
+    def _db(self) -> sqlite3.Connection:
+        """The connection, with every write of this journal applied (read-your-writes)."""
+        if self._pending:
+            self.flush()
+        return self._conn
+
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
+        db = self._db
+        with self._tx(db):
+            yield db
+
+    @staticmethod
+    @contextmanager
+    def _tx(db: sqlite3.Connection) -> Iterator[None]:
+        db.execute("BEGIN IMMEDIATE")
         try:
-            yield self._db
+            yield
         except BaseException:
-            self._db.execute("ROLLBACK")
+            db.execute("ROLLBACK")
             raise
         else:
-            self._db.execute("COMMIT")
+            db.execute("COMMIT")
 
     def _migrate(self) -> None:
-        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        db = self._conn
+        version = db.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             raise JournalError(
                 f"journal {self.path} has schema version {version}, newer than this "
                 f"kimp-fast supports ({SCHEMA_VERSION}); upgrade kimp-fast"
             )
         for v in range(version + 1, SCHEMA_VERSION + 1):
-            with self.transaction() as db:
+            with self._tx(db):
                 for stmt in _split_sql(_MIGRATIONS[v]):
                     db.execute(stmt)
                 db.execute(f"PRAGMA user_version={v}")
@@ -300,38 +417,194 @@ class Journal:
 
     @property
     def schema_version(self) -> int:
-        return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+        return int(self._conn.execute("PRAGMA user_version").fetchone()[0])
+
+    # -- the redo file (write-behind) --------------------------------------------------
+    def _open_redo(self) -> None:
+        """Take the redo file (write-behind) or, when no engine holds it, apply what a
+        crashed one left there."""
+        if not self.write_behind:
+            try:
+                if os.path.getsize(self.redo_path) == 0:
+                    return
+            except FileNotFoundError:
+                return
+        fd = os.open(self.redo_path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            if fcntl is not None:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    if self.write_behind:
+                        raise JournalError(
+                            f"journal {self.path} is in use by another engine (its redo file "
+                            f"{self.redo_path} is locked): one engine per journal"
+                        ) from None
+                    os.close(fd)  # a running engine owns it and keeps SQLite current
+                    return
+            self._replay(fd)
+            os.ftruncate(fd, 0)
+        except BaseException:
+            os.close(fd)
+            raise
+        if self.write_behind:
+            self._redo_fd = fd
+        else:
+            os.close(fd)  # closing releases the lock
+
+    def _close_redo(self) -> None:
+        if self._redo_fd >= 0:
+            os.close(self._redo_fd)
+            self._redo_fd = -1
+
+    def _applied_seq(self) -> int:
+        row = self._conn.execute("SELECT value FROM journal_meta WHERE key = 'redo_applied_seq'").fetchone()
+        return int(row[0]) if row else 0
+
+    def _replay(self, fd: int) -> None:
+        """Apply the redo lines SQLite does not have yet (sequence numbers above the one
+        stored with the last applied line), in one transaction."""
+        chunks = []
+        while True:
+            b = os.pread(fd, 1 << 20, sum(map(len, chunks)))
+            if not b:
+                break
+            chunks.append(b)
+        data = b"".join(chunks)
+        applied = self._applied_seq()
+        self._seq = applied
+        if not data:
+            return
+        lines = data.split(b"\n")
+        if lines[-1]:
+            # A line cut short by a crash inside its write(): the write never returned, so
+            # nothing it announced was sent. Anything else unreadable is damage.
+            log.warning("journal %s: ignoring an incomplete last redo line (%d bytes)", self.path, len(lines[-1]))
+        records = []
+        for n, line in enumerate(lines[:-1], 1):
+            try:
+                records.append(_redo_decoder.decode(line))
+            except msgspec.DecodeError as exc:
+                raise JournalError(f"redo file {self.redo_path} line {n} is damaged: {exc}") from None
+        todo = [(seq, w) for seq, w in records if seq > applied]
+        if todo:
+            self._apply(todo)
+            log.info("journal %s: applied %d write(s) from the redo file", self.path, len(todo))
+        self._seq = max([applied] + [seq for seq, _ in records])
+
+    def _apply(self, records: list[tuple[int, _Write]]) -> None:
+        db = self._conn
+        with self._tx(db):
+            for _seq, write in records:
+                for key, params in write:
+                    cur = db.execute(_SQL[key], params)
+                    if key == "update_order" and cur.rowcount != 1:
+                        raise JournalError(f"unknown client order id {params[-1]!r}")
+            if self.write_behind or self._seq:
+                db.execute(_SQL["redo_applied"], (str(records[-1][0]),))
+
+    def _write(self, write: _Write) -> None:
+        """One atomic journal write: now (a transaction) or, write-behind, a redo line."""
+        if self._broken:
+            raise JournalError(self._broken)
+        if not self.write_behind:
+            db = self._conn
+            with self._tx(db):
+                for key, params in write:
+                    db.execute(_SQL[key], params)
+            return
+        seq = self._seq + 1
+        line = _redo_encoder.encode((seq, write)) + b"\n"
+        start = self._redo_size
+        try:
+            view = memoryview(line)
+            while view:
+                view = view[os.write(self._redo_fd, view):]
+            if self._fsync:
+                os.fdatasync(self._redo_fd)
+        except OSError as exc:
+            # Leave no half line behind for the next writes to follow; if even that fails
+            # the file can no longer be trusted and every later write is refused.
+            try:
+                os.ftruncate(self._redo_fd, start)
+            except OSError:
+                self._broken = f"journal {self.path}: redo file unusable after a failed write ({exc})"
+            raise JournalError(f"journal {self.path}: redo write failed: {exc}") from exc
+        self._seq = seq
+        self._redo_size = start + len(line)
+        self._pending.append((seq, write))
+
+    def flush(self) -> None:
+        """Apply every pending write to SQLite, in one transaction."""
+        self._flush_scheduled = False
+        if not self._pending:
+            return
+        pending = self._pending
+        self._apply(pending)
+        self._pending = []
+        if self._redo_size > self.redo_compact_bytes:  # everything is in SQLite: start over
+            os.ftruncate(self._redo_fd, 0)
+            self._redo_size = 0
+
+    def flush_soon(self) -> None:
+        """Flush two turns of the event loop from now. The owner calls this whenever it
+        is about to wait (an order on the network, a retry delay, the end of a signal),
+        so SQLite is written while nothing else needs the CPU. Two turns, not one: the
+        orders whose intents were just written may be tasks that get their first turn
+        next — the turn in which they write to their sockets — and the commit must come
+        after that. Without a running loop the flush happens at once."""
+        if self._flush_scheduled or not self._pending:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.flush()
+            return
+        self._flush_scheduled = True
+        loop.call_soon(loop.call_soon, self._flush_callback)
+
+    def _flush_callback(self) -> None:
+        if not self._flush_scheduled:
+            return  # flushed meanwhile (a read, flush(), close())
+        try:
+            self.flush()
+        except Exception:  # the next read or write retries and raises to its caller
+            log.exception("journal %s: applying pending writes failed", self.path)
+
+    @property
+    def pending(self) -> int:
+        """Writes in the redo file that SQLite does not have yet."""
+        return len(self._pending)
 
     # -- signals ---------------------------------------------------------------------
     def begin_signal(self, sig: Any, received_ms: int | None = None) -> tuple[bool, str | None]:
         """Record a new signal. Returns ``(True, None)`` if it is new, else
         ``(False, previous_status)`` — the durable de-duplication."""
-        cur = self._insert_signal(self._db, sig, received_ms or _now_ms())
+        db = self._db
+        with self._tx(db):
+            cur = db.execute(_SQL["signal"], self._signal_params(sig, received_ms or _now_ms()))
         if cur.rowcount == 1:
             return True, None
         return False, self.signal_status(sig.id)
 
     @staticmethod
-    def _insert_signal(db: sqlite3.Connection, sig: Any, now: int) -> sqlite3.Cursor:
-        return db.execute(
-            "INSERT OR IGNORE INTO signals(id, action, coin, qty, ts_ms, ttl_ms, kimp, received_ms, status)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'processing')",
-            (sig.id, sig.action, sig.coin, _s(sig.qty), sig.ts_ms, sig.ttl_ms, _s(sig.kimp), now),
-        )
+    def _signal_params(sig: Any, now: int) -> list[Any]:
+        return [sig.id, sig.action, sig.coin, _s(sig.qty), sig.ts_ms, sig.ttl_ms, _s(sig.kimp), now]
 
     def signal_status(self, signal_id: str) -> str | None:
         """The journaled status of a signal id, or None if it was never recorded."""
         row = self._db.execute("SELECT status FROM signals WHERE id = ?", (signal_id,)).fetchone()
         return row["status"] if row else None
 
+    def signal_ids(self) -> set[str]:
+        """Every signal id ever recorded (the engine keeps them for de-duplication)."""
+        return {r[0] for r in self._db.execute("SELECT id FROM signals")}
+
     def record_rejected_signal(self, signal_id: str, action: str, coin: str, report: ExecutionReport) -> None:
         """Journal a signal refused at validation (it may be malformed, so only what is known)."""
-        self._db.execute(
-            "INSERT OR IGNORE INTO signals(id, action, coin, ts_ms, ttl_ms, received_ms, status, reason, report, finished_ms)"
-            " VALUES (?, ?, ?, 0, 0, ?, ?, ?, ?, ?)",
-            (signal_id, action, coin, _now_ms(), report.status, report.reason,
-             _encoder.encode(report).decode(), _now_ms()),
-        )
+        now = _now_ms()
+        self._write([("rejected_signal", [signal_id, action, coin, now, report.status, report.reason,
+                                          _encoder.encode(report).decode(), now])])
 
     def finish_signal(
         self,
@@ -343,17 +616,17 @@ class Journal:
     ) -> None:
         """Store the final report and the resulting position in ONE transaction
         (``signal``: also record the signal's row if it is not there yet)."""
-        with self.transaction() as db:
-            if signal is not None:
-                self._insert_signal(db, signal, _now_ms())
-            db.execute(
-                "UPDATE signals SET status = ?, reason = ?, report = ?, finished_ms = ? WHERE id = ?",
-                (report.status, report.reason, _encoder.encode(report).decode(), _now_ms(), report.signal_id),
-            )
-            if position is not None:
-                self._put_position(db, position)
-            if clear_position is not None:
-                db.execute("DELETE FROM positions WHERE coin = ?", (clear_position,))
+        now = _now_ms()
+        write: _Write = []
+        if signal is not None:
+            write.append(("signal", self._signal_params(signal, now)))
+        write.append(("finish", [report.status, report.reason, _encoder.encode(report).decode(), now,
+                                 report.signal_id]))
+        if position is not None:
+            write.append(("position", [position.coin, _encoder.encode(position).decode(), now]))
+        if clear_position is not None:
+            write.append(("clear_position", [clear_position]))
+        self._write(write)
 
     def signal(self, signal_id: str) -> dict[str, Any] | None:
         row = self._db.execute("SELECT * FROM signals WHERE id = ?", (signal_id,)).fetchone()
@@ -384,6 +657,18 @@ class Journal:
         return {r["status"]: r["n"] for r in rows}
 
     # -- orders ----------------------------------------------------------------------
+    def _intent_write(self, o: dict[str, Any], now: int, detail: str = "") -> _Write:
+        cid = o["client_id"]
+        if cid in self._known_orders:
+            # what the PRIMARY KEY would say at commit time, said before anything is sent
+            raise sqlite3.IntegrityError(f"UNIQUE constraint failed: orders.client_id ({cid})")
+        return [
+            ("order", [cid, o["signal_id"], o["exchange"], o["symbol"], o["purpose"], o["attempt"],
+                       o["side"], o["type"], o.get("tif"), _s(o.get("qty")), _s(o.get("price")),
+                       _s(o.get("quote_amount")), int(o.get("reduce_only", False)), now, now]),
+            ("order_event", [cid, now, "intent", detail]),
+        ]
+
     def order_intent(
         self,
         *,
@@ -403,19 +688,13 @@ class Journal:
         detail: str = "",
     ) -> None:
         """Write-ahead: the order row exists before its request is sent."""
-        now = _now_ms()
-        with self.transaction() as db:
-            db.execute(
-                "INSERT INTO orders(client_id, signal_id, exchange, symbol, purpose, attempt, side, type, tif,"
-                " qty, price, quote_amount, reduce_only, state, created_ms, updated_ms)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'intent', ?, ?)",
-                (client_id, signal_id, exchange, symbol, purpose, attempt, side, type, tif,
-                 _s(qty), _s(price), _s(quote_amount), int(reduce_only), now, now),
-            )
-            db.execute(
-                "INSERT INTO order_events(client_id, ts_ms, state, detail) VALUES (?, ?, 'intent', ?)",
-                (client_id, now, detail),
-            )
+        row = {
+            "client_id": client_id, "signal_id": signal_id, "exchange": exchange, "symbol": symbol,
+            "purpose": purpose, "attempt": attempt, "side": side, "type": type, "tif": tif, "qty": qty,
+            "price": price, "quote_amount": quote_amount, "reduce_only": reduce_only,
+        }
+        self._write(self._intent_write(row, _now_ms(), detail))
+        self._known_orders.add(client_id)
 
     def order_intents(
         self,
@@ -428,32 +707,21 @@ class Journal:
 
         With ``signal`` the signal's row is written in the same transaction (if it is not
         there yet), and with ``plan`` the pair's plan as its first recovery step: one
-        commit on the order path instead of three. A signal that never reaches this point
+        write on the order path instead of three. A signal that never reaches this point
         sent nothing, so recording it only now loses no de-duplication that matters.
         """
         now = _now_ms()
-        with self.transaction() as db:
-            if signal is not None:
-                self._insert_signal(db, signal, now)
-            if plan is not None:
-                db.execute(
-                    "INSERT INTO recovery(signal_id, coin, step, detail, ts_ms) VALUES (?, ?, 'plan', ?, ?)",
-                    (signal.id if signal is not None else rows[0]["signal_id"], plan.pop("coin", ""),
-                     json.dumps(plan, default=str, sort_keys=True), now),
-                )
-            for o in rows:
-                db.execute(
-                    "INSERT INTO orders(client_id, signal_id, exchange, symbol, purpose, attempt, side, type, tif,"
-                    " qty, price, quote_amount, reduce_only, state, created_ms, updated_ms)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'intent', ?, ?)",
-                    (o["client_id"], o["signal_id"], o["exchange"], o["symbol"], o["purpose"], o["attempt"],
-                     o["side"], o["type"], o.get("tif"), _s(o.get("qty")), _s(o.get("price")),
-                     _s(o.get("quote_amount")), int(o.get("reduce_only", False)), now, now),
-                )
-                db.execute(
-                    "INSERT INTO order_events(client_id, ts_ms, state, detail) VALUES (?, ?, 'intent', '')",
-                    (o["client_id"], now),
-                )
+        write: _Write = []
+        if signal is not None:
+            write.append(("signal", self._signal_params(signal, now)))
+        if plan is not None:
+            write.append(("recovery", [signal.id if signal is not None else rows[0]["signal_id"],
+                                       plan.pop("coin", ""), "plan",
+                                       json.dumps(plan, default=str, sort_keys=True), now]))
+        for o in rows:
+            write.extend(self._intent_write(o, now))
+        self._write(write)
+        self._known_orders.update(o["client_id"] for o in rows)
 
     def update_order(
         self,
@@ -470,40 +738,19 @@ class Journal:
         detail: str = "",
     ) -> None:
         """Record a state change; when the order is final and filled, record its fill."""
-        now = _now_ms()
-        sets = ["state = ?", "updated_ms = ?"]
-        args: list[Any] = [state, now]
-        for col, val in (
-            ("exchange_order_id", exchange_order_id),
-            ("filled_qty", _s(filled_qty)),
-            ("avg_price", _s(avg_price)),
-            ("quote_filled", _s(quote_filled)),
-            ("fee", _s(fee)),
-            ("fee_asset", fee_asset),
-            ("error", error),
-        ):
-            if val is not None:
-                sets.append(f"{col} = ?")
-                args.append(val)
-        args.append(client_id)
-        with self.transaction() as db:
-            cur = db.execute(f"UPDATE orders SET {', '.join(sets)} WHERE client_id = ?", args)
-            if cur.rowcount != 1:
+        if client_id not in self._known_orders:
+            if self._db.execute("SELECT 1 FROM orders WHERE client_id = ?", (client_id,)).fetchone() is None:
                 raise JournalError(f"unknown client order id {client_id!r}")
-            db.execute(
-                "INSERT INTO order_events(client_id, ts_ms, state, detail) VALUES (?, ?, ?, ?)",
-                (client_id, now, state, detail or (error or "")),
-            )
-            if state in FINAL_ORDER_STATES:
-                row = db.execute("SELECT * FROM orders WHERE client_id = ?", (client_id,)).fetchone()
-                if Decimal(row["filled_qty"]) > 0:
-                    db.execute(
-                        "INSERT OR REPLACE INTO fills(client_id, signal_id, exchange, symbol, side, qty, price,"
-                        " quote, fee, fee_asset, ts_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        (client_id, row["signal_id"], row["exchange"], row["symbol"], row["side"],
-                         row["filled_qty"], row["avg_price"] or "0", row["quote_filled"], row["fee"],
-                         row["fee_asset"], now),
-                    )
+            self._known_orders.add(client_id)
+        now = _now_ms()
+        write: _Write = [
+            ("update_order", [state, now, exchange_order_id, _s(filled_qty), _s(avg_price), _s(quote_filled),
+                              _s(fee), fee_asset, error, client_id]),
+            ("order_event", [client_id, now, state, detail or (error or "")]),
+        ]
+        if state in FINAL_ORDER_STATES:
+            write.append(("fill", [now, client_id]))
+        self._write(write)
 
     def order(self, client_id: str) -> OrderRow | None:
         r = self._db.execute("SELECT * FROM orders WHERE client_id = ?", (client_id,)).fetchone()
@@ -543,23 +790,14 @@ class Journal:
         return [dict(r) for r in self._db.execute("SELECT * FROM fills ORDER BY ts_ms, rowid").fetchall()]
 
     # -- positions -------------------------------------------------------------------
-    @staticmethod
-    def _put_position(db: sqlite3.Connection, pos: HedgedPosition) -> None:
-        db.execute(
-            "INSERT OR REPLACE INTO positions(coin, data, updated_ms) VALUES (?, ?, ?)",
-            (pos.coin, _encoder.encode(pos).decode(), _now_ms()),
-        )
-
     def positions(self) -> dict[str, HedgedPosition]:
         rows = self._db.execute("SELECT coin, data FROM positions ORDER BY coin").fetchall()
         return {r["coin"]: _position_decoder.decode(r["data"]) for r in rows}
 
     # -- recovery, breakers, notifications -------------------------------------------
     def recovery_step(self, signal_id: str, coin: str, step: str, **detail: Any) -> None:
-        self._db.execute(
-            "INSERT INTO recovery(signal_id, coin, step, detail, ts_ms) VALUES (?, ?, ?, ?, ?)",
-            (signal_id, coin, step, json.dumps(detail, default=str, sort_keys=True), _now_ms()),
-        )
+        self._write([("recovery", [signal_id, coin, step, json.dumps(detail, default=str, sort_keys=True),
+                                   _now_ms()])])
 
     def recovery_steps(self, signal_id: str | None = None) -> list[dict[str, Any]]:
         if signal_id is None:
@@ -571,39 +809,33 @@ class Journal:
         return [dict(r) for r in rows]
 
     def breaker_event(self, exchange: str, old: str, new: str, reason: str) -> None:
-        self._db.execute(
-            "INSERT INTO breaker_events(exchange, old_state, new_state, reason, ts_ms) VALUES (?, ?, ?, ?, ?)",
-            (exchange, old, new, reason, _now_ms()),
-        )
+        self._write([("breaker", [exchange, old, new, reason, _now_ms()])])
 
     def breaker_events(self) -> list[dict[str, Any]]:
         return [dict(r) for r in self._db.execute("SELECT * FROM breaker_events ORDER BY id").fetchall()]
 
     def notification(self, severity: str, title: str, message: str) -> None:
-        self._db.execute(
-            "INSERT INTO notifications(severity, title, message, ts_ms) VALUES (?, ?, ?, ?)",
-            (severity, title, message, _now_ms()),
-        )
+        self._write([("notification", [severity, title, message, _now_ms()])])
 
     def notifications(self) -> list[dict[str, Any]]:
         return [dict(r) for r in self._db.execute("SELECT * FROM notifications ORDER BY id").fetchall()]
 
     # -- kill switch (shared with the CLI through the file) ---------------------------
+    # Written straight to SQLite (never write-behind): another process reads it, and
+    # halt_state() can then skip the flush on the order path.
     def set_halt(self, reason: str, source: str = "engine") -> None:
-        self._db.execute(
-            "INSERT INTO halts(action, reason, source, ts_ms) VALUES ('halt', ?, ?, ?)",
-            (reason, source, _now_ms()),
-        )
+        db = self._db
+        with self._tx(db):
+            db.execute(_SQL["halt"], ("halt", reason, source, _now_ms()))
 
     def clear_halt(self, source: str = "engine", reason: str = "") -> None:
-        self._db.execute(
-            "INSERT INTO halts(action, reason, source, ts_ms) VALUES ('resume', ?, ?, ?)",
-            (reason, source, _now_ms()),
-        )
+        db = self._db
+        with self._tx(db):
+            db.execute(_SQL["halt"], ("resume", reason, source, _now_ms()))
 
     def halt_state(self) -> tuple[bool, str, int]:
         """(halted, reason, id of the last kill-switch row)."""
-        row = self._db.execute("SELECT id, action, reason FROM halts ORDER BY id DESC LIMIT 1").fetchone()
+        row = self._conn.execute("SELECT id, action, reason FROM halts ORDER BY id DESC LIMIT 1").fetchone()
         if row is None:
             return False, "", 0
         return row["action"] == "halt", row["reason"], row["id"]

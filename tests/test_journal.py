@@ -120,3 +120,190 @@ def test_checkpoints_run_off_the_order_path(tmp_path):
     assert busy == 0 and pages > 0 and done == pages
     assert j.signal_status("s299") == "processing"
     j.close()
+
+
+# -- write-behind: the redo file ---------------------------------------------------------
+import asyncio  # noqa: E402
+import os  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+
+
+def _pair_intents(j, signal):
+    j.order_intents(
+        [dict(client_id=f"{signal.id}-U", signal_id=signal.id, exchange="upbit", symbol="KRW-BTC", purpose="entry",
+              attempt=1, side="buy", type="limit", tif="ioc", qty=D("0.01"), price=D("140000000")),
+         dict(client_id=f"{signal.id}-B", signal_id=signal.id, exchange="binance", symbol="BTCUSDT", purpose="entry",
+              attempt=1, side="sell", type="market", tif=None, qty=D("0.01"), price=None)],
+        signal=signal, plan={"coin": "BTC", "action": "ENTER", "qty": "0.01"},
+    )
+
+
+def _other_connection_count(path, table):
+    db = sqlite3.connect(path)
+    try:
+        return db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]  # noqa: S608
+    finally:
+        db.close()
+
+
+def test_write_behind_writes_reach_the_redo_file_first_and_sqlite_on_flush(tmp_path):
+    path = tmp_path / "j.sqlite"
+    j = Journal(path, write_behind=True)
+    _pair_intents(j, sig("w1"))
+    assert j.pending == 1
+    assert os.path.getsize(j.redo_path) > 0
+    assert _other_connection_count(path, "orders") == 0  # not in SQLite yet
+    j.flush()
+    assert j.pending == 0
+    assert _other_connection_count(path, "orders") == 2
+    assert [s["step"] for s in j.recovery_steps("w1")] == ["plan"]
+    j.close()
+
+
+def test_write_behind_reads_see_every_write(tmp_path):
+    j = Journal(tmp_path / "j.sqlite", write_behind=True)
+    _pair_intents(j, sig("w1"))
+    j.update_order("w1-U", "filled", exchange_order_id="u-1", filled_qty=D("0.01"), avg_price=D("140000000"),
+                   quote_filled=D("1400000"), fee=D("700"), fee_asset="KRW")
+    j.update_order("w1-B", "rejected", error="Rejected: -2019")
+    assert j.pending == 3
+    row = j.order("w1-U")  # a read applies what is pending first
+    assert j.pending == 0
+    assert row.state == "filled" and row.fee == D("700") and row.exchange_order_id == "u-1"
+    assert j.order("w1-B").state == "rejected" and j.order("w1-B").filled_qty == 0
+    assert [f["client_id"] for f in j.fills()] == ["w1-U"]  # the rejected order has no fill
+    assert [e["state"] for e in j.order_events("w1-U")] == ["intent", "filled"]
+    j.close()
+
+
+def test_write_behind_refuses_what_sync_mode_refuses_before_anything_is_written(tmp_path):
+    j = Journal(tmp_path / "j.sqlite", write_behind=True)
+    _pair_intents(j, sig("w1"))
+    size = os.path.getsize(j.redo_path)
+    with pytest.raises(JournalError, match="unknown client order id"):
+        j.update_order("nope", "filled")
+    with pytest.raises(sqlite3.IntegrityError):
+        _pair_intents(j, sig("w1"))
+    assert os.path.getsize(j.redo_path) == size  # nothing was written for either
+    assert [o.client_id for o in j.all_orders()] == ["w1-U", "w1-B"]
+    j.close()
+
+
+def test_one_write_behind_journal_per_file(tmp_path):
+    path = tmp_path / "j.sqlite"
+    engine = Journal(path, write_behind=True)
+    _pair_intents(engine, sig("w1"))
+    with pytest.raises(JournalError, match="in use by another engine"):
+        Journal(path, write_behind=True)
+    # A reader (the CLI) opens fine and leaves the running engine's redo file alone.
+    with Journal(path) as cli:
+        assert cli.orders_for_signal("w1") == []
+    assert engine.pending == 1
+    engine.close()
+    with Journal(path) as cli:
+        assert len(cli.orders_for_signal("w1")) == 2
+    assert os.path.getsize(str(path) + "-redo") == 0  # close() applied and emptied it
+
+
+_KILLED_ENGINE = r"""
+import os, signal, sys
+from decimal import Decimal as D
+sys.path.insert(0, {root!r})
+from kimp_fast.journal import Journal
+from kimp_fast.models import Signal
+j = Journal({path!r}, write_behind=True)
+j.flush()
+s = Signal(id="k1", action="ENTER", coin="BTC", qty=D("0.01"), ts_ms=1_700_000_000_000)
+j.order_intents([dict(client_id="k1-U", signal_id="k1", exchange="upbit", symbol="KRW-BTC", purpose="entry",
+                      attempt=1, side="buy", type="limit", tif="ioc", qty=D("0.01"), price=D("140000000"))],
+                signal=s, plan={{"coin": "BTC", "action": "ENTER"}})
+j.update_order("k1-U", "filled", filled_qty=D("0.01"), avg_price=D("140000000"), quote_filled=D("1400000"),
+               fee=D("700"), fee_asset="KRW")
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def _killed_engine(path):
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.run([sys.executable, "-c", _KILLED_ENGINE.format(root=root, path=str(path))],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == -9, proc.stderr
+
+
+@pytest.mark.parametrize("reopen_as_engine", [True, False])
+def test_a_killed_engine_loses_nothing_and_nothing_is_applied_twice(tmp_path, reopen_as_engine):
+    path = tmp_path / "j.sqlite"
+    Journal(path).close()
+    _killed_engine(path)
+    assert _other_connection_count(path, "orders") == 0  # it died before flushing
+    for _ in range(2):  # the second open must not apply the redo lines again
+        with Journal(path, write_behind=reopen_as_engine) as j:
+            assert j.signal_status("k1") == "processing"
+            row = j.order("k1-U")
+            assert row.state == "filled" and row.filled_qty == D("0.01")
+            assert len(j.fills()) == 1
+            assert [e["state"] for e in j.order_events("k1-U")] == ["intent", "filled"]
+            assert [s["step"] for s in j.recovery_steps("k1")] == ["plan"]
+
+
+def test_a_torn_last_redo_line_is_ignored_and_a_damaged_one_refused(tmp_path):
+    path = tmp_path / "j.sqlite"
+    Journal(path).close()
+    _killed_engine(path)
+    redo = str(path) + "-redo"
+    good = open(redo, "rb").read()
+    with open(redo, "ab") as f:
+        f.write(b'[3,[["order",["half')  # a write cut short by the crash: never acknowledged
+    with Journal(path) as j:
+        assert j.order("k1-U").state == "filled"
+    with open(redo, "wb") as f:
+        f.write(b"not json\n" + good)
+    db = sqlite3.connect(path)
+    db.execute("DELETE FROM journal_meta")
+    db.commit()
+    db.close()
+    with pytest.raises(JournalError, match="line 1 is damaged"):
+        Journal(path)
+
+
+def test_the_redo_file_is_emptied_once_sqlite_has_everything(tmp_path):
+    j = Journal(tmp_path / "j.sqlite", write_behind=True)
+    j.redo_compact_bytes = 4096
+    for i in range(40):
+        _pair_intents(j, sig(f"c{i}"))
+        j.flush()
+    assert os.path.getsize(j.redo_path) < 4096 + 2048
+    assert len(j.all_orders()) == 80
+    j.close()
+    with Journal(tmp_path / "j.sqlite", write_behind=True) as j2:  # sequence numbers carry on
+        _pair_intents(j2, sig("after"))
+    with Journal(tmp_path / "j.sqlite") as j3:
+        assert len(j3.all_orders()) == 82
+
+
+async def test_flush_soon_commits_after_the_tasks_started_in_the_same_turn(tmp_path):
+    """The order path: intents written, both legs started as tasks, flush requested. Each
+    leg must find its intent still pending (the commit did not go first) and the commit
+    must follow while the legs wait."""
+    j = Journal(tmp_path / "j.sqlite", write_behind=True)
+    _pair_intents(j, sig("f1"))
+    seen = []
+
+    async def leg() -> None:
+        j.flush_soon()
+        seen.append(j.pending)  # the moment a leg writes its request
+        await asyncio.sleep(0.01)  # the network
+
+    both = asyncio.gather(leg(), leg())
+    await asyncio.sleep(0.005)
+    assert seen == [1, 1]
+    assert j.pending == 0 and _other_connection_count(tmp_path / "j.sqlite", "orders") == 2
+    await both
+    j.close()
+
+
+def test_full_synchronous_write_behind_works(tmp_path):
+    with Journal(tmp_path / "j.sqlite", write_behind=True, synchronous="FULL") as j:
+        _pair_intents(j, sig("s1"))
+        assert j.order("s1-B").state == "intent"
