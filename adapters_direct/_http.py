@@ -33,6 +33,7 @@ __all__ = [
     "Response",
     "Transport",
     "default_limiter",
+    "disable_silent_retry",
     "parse_retry_after",
     "periodic",
 ]
@@ -175,6 +176,16 @@ class Response:
         self.body = body
 
 
+def disable_silent_retry(session: aiohttp.ClientSession) -> None:
+    """Stop aiohttp (>= 3.10) from resending an idempotent request (GET, DELETE) once, with
+    the same headers, when a pooled connection dies under it. The resend carries the same
+    Upbit JWT: if the first copy was processed, Upbit answers 401 ``nonce_used``. Retries
+    are the adapter's own (re-signed, GETs only). aiohttp has no public switch for this;
+    its own test client sets the same attribute."""
+    if hasattr(session, "_retry_connection"):
+        session._retry_connection = False
+
+
 def parse_retry_after(headers: Mapping[str, str]) -> float | None:
     """``Retry-After`` in seconds (delta form only), or None when absent/unparseable."""
     raw = headers.get("Retry-After")
@@ -269,6 +280,7 @@ class Transport:
             trust_env=o.trust_env,
             trace_configs=list(o.trace_configs) or None,
         )
+        disable_silent_retry(self._session)
         if o.order_lane == "wire":
             pool = WirePool(
                 self.base_url,

@@ -109,6 +109,7 @@ from ._http import (
     AdapterOptions,
     Transport,
     default_limiter,
+    disable_silent_retry,
     parse_retry_after,
     periodic,
 )
@@ -414,6 +415,8 @@ class _CcxtAdapter:
             return original(code, reason, url, method, headers, body, request_headers, request_body)
 
         ex.on_rest_response = on_rest_response
+        ex.open()  # creates ccxt's session now (needs the running loop), so that:
+        disable_silent_retry(ex.session)
         return ex
 
     async def open(self) -> None:

@@ -252,6 +252,21 @@ async def test_cancel_resting_order(sim_client, upbit: UpbitSpot) -> None:
         await upbit.cancel_order(SYMBOL, cid("no-such-order"))
 
 
+async def test_cancel_cut_after_processing_is_outcome_unknown_not_a_nonce_error(
+    sim_client, upbit: UpbitSpot
+) -> None:
+    """The DELETE was processed (its nonce spent), then the connection died: nothing may
+    resend it with the same JWT (Upbit would answer 401 nonce_used, an AuthError)."""
+    bid, _ = await upbit.best_bid_ask(SYMBOL)
+    await upbit.place_order(limit("buy", "0.001", on_tick(bid * D("0.9")), cid("cut")))
+    await sim_client.fault(exchange="upbit", method="DELETE", path="/v1/order", kind="drop_after")
+    with pytest.raises(OutcomeUnknown) as ei:
+        await upbit.cancel_order(SYMBOL, cid("cut"))
+    assert ei.value.code == CONNECTION_LOST
+    assert [r["status"] for r in await log(sim_client, method="DELETE", path="/v1/order")] == ["dropped"]
+    assert (await upbit.get_order(SYMBOL, cid("cut"))).status == "canceled"
+
+
 async def test_cancel_of_a_filled_order_returns_it(upbit: UpbitSpot) -> None:
     _, ask = await upbit.best_bid_ask(SYMBOL)
     await upbit.place_order(limit("buy", "0.001", ask, cid("filled"), "ioc"))
@@ -298,6 +313,23 @@ async def test_every_request_carries_a_fresh_nonce(sim_client, upbit: UpbitSpot)
     assert [r["status"] for r in rows[-2:]] == ["dropped", 200]
     nonces = [r["jwt"]["claims"]["nonce"] for r in await log(sim_client) if "jwt" in r]
     assert len(nonces) == len(set(nonces)) >= 5  # chance, 3 + 1 accounts (a dropped request logs no claims)
+
+
+async def test_polled_and_retried_order_lane_reads_carry_fresh_nonces(sim_client, make_upbit: MakeUpbit) -> None:
+    await sim_client.config(upbit_answer_pending=True)  # POST answers "wait": the IOC is polled
+    upbit = await make_upbit()
+    # the first follow-up read is processed (its JWT checked and logged), then its
+    # connection is cut: the read is retried on the order lane and must be re-signed
+    await sim_client.fault(exchange="upbit", method="GET", path="/v1/order", kind="drop_after")
+    res = await place_ioc(upbit, cid("poll-nonce"))
+    assert res.status == "filled" and res.filled_qty == D("0.001")
+    for _ in range(2):
+        assert await upbit.get_order(SYMBOL, cid("poll-nonce")) == res
+    gets = await log(sim_client, method="GET", path="/v1/order")
+    assert [r["status"] for r in gets] == ["dropped", 200, 200, 200]
+    assert gets[0]["query"] == gets[1]["query"] == f"uuid={res.exchange_order_id}"
+    nonces = [r["jwt"]["claims"]["nonce"] for r in gets]
+    assert len(set(nonces)) == 4
 
 
 # ------------------------------------------------------------------------- exchange errors
@@ -385,6 +417,48 @@ async def test_rate_limit_429_blocks_the_adapter(sim_client, make_upbit: MakeUpb
         await place_ioc(upbit, cid("after-429"))
     assert ei.value.code == CLIENT_THROTTLE and ei.value.status is None
     assert len(await log(sim_client)) == before
+
+
+async def test_rate_limit_429_on_the_order_post_places_nothing(sim_client, make_upbit: MakeUpbit) -> None:
+    upbit = await make_upbit(max_rate_wait_s=0.2)
+    await sim_client.fault(exchange="upbit", method="POST", path="/v1/orders", kind="rate_limit_429", seconds=2)
+    with pytest.raises(RateLimited) as ei:
+        await place_ioc(upbit, cid("post-429"))
+    err = ei.value
+    assert err.status == 429 and err.code == "too_many_requests" and not err.banned
+    assert err.retry_after >= 2 and err.client_id == cid("post-429") and err.executed == "no"
+    (post,) = await log(sim_client, method="POST", path="/v1/orders")
+    assert post["status"] == 429 and post["fault"] == "rate_limit_429"
+    assert await ledger_order(sim_client, cid("post-429")) is None
+
+
+async def test_short_delay_before_processing_still_fills(sim_client, make_upbit: MakeUpbit) -> None:
+    upbit = await make_upbit(timeout_s=1.0)
+    _, ask = await upbit.best_bid_ask(SYMBOL)
+    await sim_client.fault(exchange="upbit", method="POST", path="/v1/orders", kind="delay", ms=200)  # phase "before"
+    t0 = asyncio.get_running_loop().time()
+    res = await place_ioc(upbit, cid("short-delay"), ask=ask)
+    assert asyncio.get_running_loop().time() - t0 >= 0.2
+    assert res.status == "filled" and res.filled_qty == D("0.001")
+    (post,) = await log(sim_client, method="POST", path="/v1/orders")
+    assert post["fault"] == "delay" and post["status"] == 201
+
+
+async def test_delay_before_processing_past_the_timeout_executes_late(sim_client, make_upbit: MakeUpbit) -> None:
+    """phase "before": the simulator sleeps, then processes the order even though the
+    client has given up, as a slow exchange would: OutcomeUnknown, then the order exists."""
+    upbit = await make_upbit(timeout_s=0.3)
+    _, ask = await upbit.best_bid_ask(SYMBOL)
+    await sim_client.fault(exchange="upbit", method="POST", path="/v1/orders", kind="delay", ms=1000)
+    with pytest.raises(OutcomeUnknown) as ei:
+        await place_ioc(upbit, cid("late"), ask=ask)
+    assert ei.value.code == TIMEOUT and ei.value.executed == "unknown" and ei.value.client_id == cid("late")
+    assert await ledger_order(sim_client, cid("late")) is None  # still asleep: not processed yet
+    await asyncio.sleep(1.0)
+    row = await ledger_order(sim_client, cid("late"))
+    assert row is not None and row["status"] == "filled"
+    found = await upbit.get_order(SYMBOL, cid("late"))
+    assert found.status == "filled" and found.exchange_order_id == row["exchange_order_id"]
 
 
 async def test_ban_418(sim_client, make_upbit: MakeUpbit) -> None:
