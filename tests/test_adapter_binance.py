@@ -369,6 +369,46 @@ async def test_rate_limit_429_and_ban_418(sim_client, make_binance: MakeBinance)
     assert ei.value.code == CLIENT_THROTTLE and len(await log(sim_client)) == before
 
 
+async def test_rate_limit_429_on_the_order_post_places_nothing(sim_client, make_binance: MakeBinance) -> None:
+    binance = await make_binance(max_rate_wait_s=0.2)
+    await sim_client.fault(exchange="binance", method="POST", path="/fapi/v1/order", kind="rate_limit_429", seconds=2)
+    with pytest.raises(RateLimited) as ei:
+        await binance.place_order(market("sell", "0.002", cid("post-429")))
+    err = ei.value
+    assert err.status == 429 and err.code == -1003 and not err.banned
+    assert err.retry_after >= 2 and err.client_id == cid("post-429") and err.executed == "no"
+    (post,) = await log(sim_client, method="POST", path="/fapi/v1/order")
+    assert post["status"] == 429 and post["fault"] == "rate_limit_429"
+    assert await ledger_order(sim_client, cid("post-429")) is None
+
+
+async def test_short_delay_before_processing_still_fills(sim_client, make_binance: MakeBinance) -> None:
+    binance = await make_binance(timeout_s=1.0)
+    await sim_client.fault(exchange="binance", method="POST", path="/fapi/v1/order", kind="delay", ms=200)  # phase "before"
+    t0 = asyncio.get_running_loop().time()
+    res = await binance.place_order(market("sell", "0.002", cid("short-delay")))
+    assert asyncio.get_running_loop().time() - t0 >= 0.2
+    assert res.status == "filled" and res.filled_qty == D("0.002")
+    (post,) = await log(sim_client, method="POST", path="/fapi/v1/order")
+    assert post["fault"] == "delay" and post["status"] == 200
+
+
+async def test_delay_before_processing_past_the_timeout_executes_late(sim_client, make_binance: MakeBinance) -> None:
+    """phase "before": the simulator sleeps, then processes the order even though the
+    client has given up, as a slow exchange would: OutcomeUnknown, then the order exists."""
+    binance = await make_binance(timeout_s=0.3)
+    await sim_client.fault(exchange="binance", method="POST", path="/fapi/v1/order", kind="delay", ms=1000)
+    with pytest.raises(OutcomeUnknown) as ei:
+        await binance.place_order(market("sell", "0.002", cid("late")))
+    assert ei.value.code == TIMEOUT and ei.value.executed == "unknown" and ei.value.client_id == cid("late")
+    assert await ledger_order(sim_client, cid("late")) is None  # still asleep: not processed yet
+    await asyncio.sleep(1.0)
+    row = await ledger_order(sim_client, cid("late"))
+    assert row is not None and row["status"] == "filled"
+    found = await binance.get_order(SYMBOL, cid("late"))
+    assert found.status == "filled" and found.exchange_order_id == row["exchange_order_id"]
+
+
 async def test_ban_418(sim_client, binance: BinanceUsdm) -> None:
     await sim_client.fault(exchange="binance", method="POST", path="/fapi/v1/order", kind="ban_418", seconds=9)
     with pytest.raises(RateLimited) as ei:

@@ -47,7 +47,12 @@ UPBIT = "KRW-BTC"
 BINANCE = "BTCUSDT"
 SYMBOL = {"upbit": UPBIT, "binance": BINANCE}
 UPBIT_FEE = D("0.0005")
-BOTH_TYPES = [AdapterType.DIRECT, AdapterType.CCXT]
+# The shared tables run on the direct adapter's two order paths and on ccxt.
+VARIANTS = [
+    pytest.param((AdapterType.DIRECT, "wire"), id="direct-wire"),
+    pytest.param((AdapterType.DIRECT, "aiohttp"), id="direct-aiohttp"),
+    pytest.param((AdapterType.CCXT, None), id="ccxt"),
+]
 
 Make = Callable[..., Awaitable[Any]]
 
@@ -110,6 +115,21 @@ def limit(symbol: str, side: str, qty: str, price: Decimal, client_id: str, tif:
 
 def form(query: str) -> dict[str, str]:
     return dict(p.split("=", 1) for p in query.split("&") if p)
+
+
+async def open_variant(make: Make, exchange: str, variant: tuple[AdapterType, str | None], **options: Any) -> Any:
+    """An adapter of one VARIANTS entry; returns it and a short tag for client ids."""
+    kind, lane = variant
+    if lane is not None:
+        options["order_lane"] = lane
+    ad = await make(exchange, kind, **options)
+    assert lane is None or ad.options.order_lane == lane
+    return ad
+
+
+def tag(variant: tuple[AdapterType, str | None]) -> str:
+    kind, lane = variant
+    return kind.value if lane is None else f"{kind.value}-{lane}"
 
 
 # ============================================================================ packaging
@@ -326,19 +346,42 @@ async def test_upbit_exchange_errors(upbit: CcxtUpbit) -> None:
     assert ei.value.code == "identifier_already_used"
 
 
-async def test_upbit_burst_of_orders_never_draws_a_429(sim_client, make: Make) -> None:
-    upbit = await make("upbit", max_rate_wait_s=30)
-    bid, _ = await upbit.best_bid_ask(UPBIT)
-    price = on_tick(bid * D("0.5"), D(1000))
+@pytest.mark.parametrize(("exchange", "per_second"), [("upbit", 8), ("binance", 10)])
+async def test_burst_of_50_orders_never_draws_a_429(sim_client, make: Make, exchange: str, per_second: int) -> None:
+    """Mirrors the direct adapters' burst test: our limiter paces ccxt to the exchange's
+    order rate (Upbit 8/s, the seed's Binance 10/s), so the simulator never answers 429."""
+    ad = await make(exchange, max_rate_wait_s=30)
+    bid, _ = await ad.best_bid_ask(SYMBOL[exchange])
+    price = on_tick(bid * D("0.5"), D(1000)) if exchange == "upbit" else on_tick(bid * D("0.97"), D("0.1"))
+    qty = "0.0001" if exchange == "upbit" else "0.002"
+    path = "/v1/orders" if exchange == "upbit" else "/fapi/v1/order"
+    t0 = asyncio.get_running_loop().time()
     results = await asyncio.gather(
-        *(upbit.place_order(limit(UPBIT, "buy", "0.0001", price, cid(f"burst{i}"))) for i in range(20))
+        *(ad.place_order(limit(SYMBOL[exchange], "buy", qty, price, cid(f"burst{i}", exchange))) for i in range(50))
     )
+    assert asyncio.get_running_loop().time() - t0 < 20
     assert all(r.status == "open" for r in results)
-    posts = await log(sim_client, "upbit", method="POST", path="/v1/orders")
-    assert len(posts) == 20 and all(r["status"] == 201 for r in posts)
-    assert not [r for r in await log(sim_client, "upbit") if r["status"] in (429, 418)]
+    posts = await log(sim_client, exchange, method="POST", path=path)
+    assert len(posts) == 50 and all(r["status"] in (200, 201) for r in posts)
+    assert not [r for r in await log(sim_client, exchange) if r["status"] in (429, 418)]
     times = sorted(r["ts_ms"] for r in posts)
-    assert max(sum(1 for t in times if s <= t < s + 1000) for s in times) <= 8
+    assert max(sum(1 for t in times if s <= t < s + 1000) for s in times) <= per_second
+
+
+async def test_no_request_carries_an_origin_header(sim_client, make: Make) -> None:
+    """Upbit throttles requests with an Origin header to 1 per 10 s; ccxt must not send one."""
+    for exchange in ("upbit", "binance"):
+        ad = await make(exchange)
+        await ad.get_balances()
+        await ad.get_order_book(SYMBOL[exchange], 5)
+        placed = await place_fillable(ad, exchange, cid("origin", exchange))
+        await ad.get_order(SYMBOL[exchange], placed.client_id)
+        rows = await log(sim_client, exchange)
+        assert len(rows) >= 6 and any(r["method"] == "POST" for r in rows)
+        assert [r["headers"] for r in rows if "Origin" in r["headers"]] == []
+    # the log does record the header when one is sent
+    await sim_client.upbit("GET", "/v1/market/all", auth=False, headers={"Origin": "https://example.com"})
+    assert (await log(sim_client, "upbit"))[-1]["headers"]["Origin"] == "https://example.com"
 
 
 # ============================================================================ Binance
@@ -455,7 +498,9 @@ FAULTS: list[tuple[str, dict[str, Any], type, Any, bool]] = [
     ("upbit", {"kind": "http_500", "executed": True}, OutcomeUnknown, "server_error", True),
     ("upbit", {"kind": "http_500"}, OutcomeUnknown, "server_error", False),
     ("upbit", {"kind": "unknown_503", "executed": True}, OutcomeUnknown, "server_error", True),
+    ("upbit", {"kind": "unknown_503"}, OutcomeUnknown, "server_error", False),
     ("upbit", {"kind": "garbage", "executed": True}, OutcomeUnknown, None, True),
+    ("upbit", {"kind": "garbage"}, OutcomeUnknown, None, False),
     ("upbit", {"kind": "delay", "ms": 1000, "phase": "after"}, OutcomeUnknown, TIMEOUT, True),
     ("upbit", {"kind": "down"}, OutcomeUnknown, CONNECTION_LOST, False),
     ("upbit", {"kind": "rate_limit_429", "seconds": 2}, RateLimited, "too_many_requests", False),
@@ -463,9 +508,11 @@ FAULTS: list[tuple[str, dict[str, Any], type, Any, bool]] = [
     ("binance", {"kind": "drop_before"}, OutcomeUnknown, CONNECTION_LOST, False),
     ("binance", {"kind": "drop_after"}, OutcomeUnknown, CONNECTION_LOST, True),
     ("binance", {"kind": "http_500", "executed": True}, OutcomeUnknown, -1000, True),
+    ("binance", {"kind": "http_500"}, OutcomeUnknown, -1000, False),
     ("binance", {"kind": "unknown_503", "executed": True}, OutcomeUnknown, -1000, True),
     ("binance", {"kind": "unknown_503"}, OutcomeUnknown, -1000, False),
     ("binance", {"kind": "garbage", "executed": True}, OutcomeUnknown, None, True),
+    ("binance", {"kind": "garbage"}, OutcomeUnknown, None, False),
     ("binance", {"kind": "delay", "ms": 1000, "phase": "after"}, OutcomeUnknown, TIMEOUT, True),
     ("binance", {"kind": "down"}, OutcomeUnknown, CONNECTION_LOST, False),
     ("binance", {"kind": "rate_limit_429", "seconds": 2}, RateLimited, -1003, False),
@@ -511,18 +558,18 @@ async def place_fillable(ad: Any, exchange: str, client_id: str) -> Any:
     return await ad.place_order(limit(SYMBOL[exchange], "buy", qty, on_tick(price, tick), client_id, "ioc"))
 
 
-@pytest.mark.parametrize("kind", BOTH_TYPES, ids=lambda k: k.value)
+@pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize(
     ("exchange", "fault", "cls", "code", "executed"), FAULTS, ids=[f"{e}-{f['kind']}-{x}" for e, f, _, _, x in FAULTS]
 )
 async def test_order_faults_map_to_the_same_class(
-    sim_client, make: Make, kind: AdapterType, exchange: str, fault: dict, cls: type, code: Any, executed: bool
+    sim_client, make: Make, variant: Any, exchange: str, fault: dict, cls: type, code: Any, executed: bool
 ) -> None:
-    ad = await make(exchange, kind, timeout_s=0.4, max_rate_wait_s=0.1)
+    ad = await open_variant(make, exchange, variant, timeout_s=0.4, max_rate_wait_s=0.1)
     await ad.best_bid_ask(SYMBOL[exchange])  # warm before the fault
     path = "/v1/orders" if exchange == "upbit" else "/fapi/v1/order"
     await sim_client.fault(exchange=exchange, method="POST", path=path, **fault)
-    client_id = cid(f"{kind.value}-{fault['kind']}-{executed}", exchange)
+    client_id = cid(f"{tag(variant)}-{fault['kind']}-{executed}", exchange)
     with pytest.raises(cls) as ei:
         await place_fillable(ad, exchange, client_id)
     err = ei.value
@@ -549,16 +596,16 @@ async def test_order_faults_map_to_the_same_class(
         assert await ledger_order(sim_client, exchange, client_id) is None
 
 
-@pytest.mark.parametrize("kind", BOTH_TYPES, ids=lambda k: k.value)
+@pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize(("exchange", "status", "code", "cls"), REJECTIONS, ids=[f"{e}-{s}-{c}" for e, s, c, _ in REJECTIONS])
 async def test_injected_rejections_map_to_the_same_class(
-    sim_client, make: Make, kind: AdapterType, exchange: str, status: int, code: Any, cls: type
+    sim_client, make: Make, variant: Any, exchange: str, status: int, code: Any, cls: type
 ) -> None:
-    ad = await make(exchange, kind, max_rate_wait_s=0.1)
+    ad = await open_variant(make, exchange, variant, max_rate_wait_s=0.1)
     path = "/v1/orders" if exchange == "upbit" else "/fapi/v1/order"
     spec = {"name": code} if exchange == "upbit" else {"code": code}
     await sim_client.fault(exchange=exchange, method="POST", path=path, kind="reject", status=status, **spec)
-    client_id = cid(f"{kind.value}-rej-{status}-{code}", exchange)
+    client_id = cid(f"{tag(variant)}-rej-{status}-{code}", exchange)
     with pytest.raises(cls) as ei:
         await place_fillable(ad, exchange, client_id)
     assert type(ei.value) is cls and ei.value.code == code and ei.value.client_id == client_id
@@ -566,29 +613,34 @@ async def test_injected_rejections_map_to_the_same_class(
     assert await ledger_order(sim_client, exchange, client_id) is None
 
 
-@pytest.mark.parametrize("kind", BOTH_TYPES, ids=lambda k: k.value)
+@pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("exchange", ["upbit", "binance"])
-async def test_partial_fill_is_the_same_result(sim_client, make: Make, kind: AdapterType, exchange: str) -> None:
-    ad = await make(exchange, kind)
+async def test_partial_fill_is_the_same_result(sim_client, make: Make, variant: Any, exchange: str) -> None:
+    ad = await open_variant(make, exchange, variant)
     path = "/v1/orders" if exchange == "upbit" else "/fapi/v1/order"
     await sim_client.fault(exchange=exchange, method="POST", path=path, kind="partial_fill", fraction=0.5)
-    res = await place_fillable(ad, exchange, cid(f"{kind.value}-partial", exchange))
+    res = await place_fillable(ad, exchange, cid(f"{tag(variant)}-partial", exchange))
     assert res.status == "expired" and res.final  # "partially_filled" is only for open orders
     assert res.filled_qty == FILL_QTY[exchange] / 2 and res.quantity == FILL_QTY[exchange]
     row = await ledger_order(sim_client, exchange, res.client_id)
     assert row is not None and D(row["filled"]) == res.filled_qty and D(row["fee"]) == res.fee
 
 
-@pytest.mark.parametrize("kind", BOTH_TYPES, ids=lambda k: k.value)
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("drop", ["drop_before", "drop_after"])
 @pytest.mark.parametrize("exchange", ["upbit", "binance"])
-async def test_reads_survive_one_dropped_connection(sim_client, make: Make, kind: AdapterType, exchange: str) -> None:
-    ad = await make(exchange, kind)
+async def test_reads_survive_one_dropped_connection(sim_client, make: Make, variant: Any, exchange: str, drop: str) -> None:
+    """drop_after: the exchange processed the read (an Upbit nonce is spent), so only a
+    re-signed retry can succeed; a resend of the same request would be ``nonce_used``."""
+    ad = await open_variant(make, exchange, variant)
     path = "/v1/accounts" if exchange == "upbit" else "/fapi/v3/balance"
-    await sim_client.fault(exchange=exchange, method="GET", path=path, kind="drop_before")
+    await sim_client.fault(exchange=exchange, method="GET", path=path, kind=drop)
     balances = await ad.get_balances()  # retried once, re-signed
     assert balances
     rows = await log(sim_client, exchange, path=path)
     assert [r["status"] for r in rows[-2:]] == ["dropped", 200]
+    if exchange == "upbit" and drop == "drop_after":
+        assert rows[-2]["jwt"]["claims"]["nonce"] != rows[-1]["jwt"]["claims"]["nonce"]
 
 
 async def test_concurrent_calls_keep_their_own_responses(sim_client, upbit: CcxtUpbit) -> None:

@@ -11,6 +11,7 @@ import json
 
 import pytest
 
+from adapters_direct import AdapterType, ExchangeFactory
 from adapters_direct._http import AdapterOptions, Response
 from adapters_direct.binance import binance_error
 from adapters_direct.errors import (
@@ -158,3 +159,16 @@ def test_unknown_option_is_refused() -> None:
 
 def test_symbols_option_accepts_a_string() -> None:
     assert AdapterOptions.from_kwargs({"symbols": "KRW-BTC"}).symbols == ("KRW-BTC",)
+
+
+@pytest.mark.parametrize("kind", [AdapterType.DIRECT, AdapterType.CCXT, "direct", "ccxt"])
+def test_factory_refuses_an_unknown_exchange_by_name(kind: object) -> None:
+    with pytest.raises(ValueError, match=r"exchange: expected 'upbit' or 'binance', got 'kraken'"):
+        ExchangeFactory.create("kraken", kind, api_key="a", secret_key="s")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("bad", ["websocket", "DIRECT", "", None])
+def test_factory_refuses_an_unknown_adapter_type_by_name(bad: object) -> None:
+    with pytest.raises(ValueError, match=r"adapter_type: expected one of \['direct', 'ccxt'\], got " + repr(bad)) as ei:
+        ExchangeFactory.create("upbit", bad, api_key="a", secret_key="s")  # type: ignore[arg-type]
+    assert ei.value.__cause__ is None and ei.value.__suppress_context__
