@@ -139,6 +139,12 @@ def _pair_intents(j, signal):
     )
 
 
+def _redo_content(path):
+    """What the redo file holds: its lines end at the first NUL (the zeroed rest)."""
+    data = open(str(path) + "-redo", "rb").read()
+    return data.split(b"\x00", 1)[0]
+
+
 def _other_connection_count(path, table):
     db = sqlite3.connect(path)
     try:
@@ -152,10 +158,11 @@ def test_write_behind_writes_reach_the_redo_file_first_and_sqlite_on_flush(tmp_p
     j = Journal(path, write_behind=True)
     _pair_intents(j, sig("w1"))
     assert j.pending == 1
-    assert os.path.getsize(j.redo_path) > 0
+    assert b'"w1-U"' in _redo_content(path)
     assert _other_connection_count(path, "orders") == 0  # not in SQLite yet
     j.flush()
     assert j.pending == 0
+    assert _redo_content(path) == b""  # it only ever holds what SQLite does not have
     assert _other_connection_count(path, "orders") == 2
     assert [s["step"] for s in j.recovery_steps("w1")] == ["plan"]
     j.close()
@@ -180,12 +187,13 @@ def test_write_behind_reads_see_every_write(tmp_path):
 def test_write_behind_refuses_what_sync_mode_refuses_before_anything_is_written(tmp_path):
     j = Journal(tmp_path / "j.sqlite", write_behind=True)
     _pair_intents(j, sig("w1"))
-    size = os.path.getsize(j.redo_path)
+    size = len(_redo_content(j.path))
     with pytest.raises(JournalError, match="unknown client order id"):
         j.update_order("nope", "filled")
     with pytest.raises(sqlite3.IntegrityError):
         _pair_intents(j, sig("w1"))
-    assert os.path.getsize(j.redo_path) == size  # nothing was written for either
+    assert len(_redo_content(j.path)) in (0, size)  # nothing was written for either (the read flushed)
+    assert j.pending == 0
     assert [o.client_id for o in j.all_orders()] == ["w1-U", "w1-B"]
     j.close()
 
@@ -252,8 +260,9 @@ def test_a_torn_last_redo_line_is_ignored_and_a_damaged_one_refused(tmp_path):
     Journal(path).close()
     _killed_engine(path)
     redo = str(path) + "-redo"
-    good = open(redo, "rb").read()
-    with open(redo, "ab") as f:
+    good = _redo_content(path)
+    with open(redo, "r+b") as f:
+        f.seek(len(good))
         f.write(b'[3,[["order",["half')  # a write cut short by the crash: never acknowledged
     with Journal(path) as j:
         assert j.order("k1-U").state == "filled"
@@ -267,13 +276,13 @@ def test_a_torn_last_redo_line_is_ignored_and_a_damaged_one_refused(tmp_path):
         Journal(path)
 
 
-def test_the_redo_file_is_emptied_once_sqlite_has_everything(tmp_path):
+def test_a_burst_larger_than_the_redo_file_is_applied_and_sequence_numbers_carry_on(tmp_path):
     j = Journal(tmp_path / "j.sqlite", write_behind=True)
-    j.redo_compact_bytes = 4096
-    for i in range(40):
+    j.redo_capacity = 4096
+    j._map_redo(4096)
+    for i in range(40):  # ~20 KB of writes with no flush in between
         _pair_intents(j, sig(f"c{i}"))
-        j.flush()
-    assert os.path.getsize(j.redo_path) < 4096 + 2048
+    assert j.pending < 40  # the full file was applied on the way
     assert len(j.all_orders()) == 80
     j.close()
     with Journal(tmp_path / "j.sqlite", write_behind=True) as j2:  # sequence numbers carry on
@@ -307,3 +316,21 @@ def test_full_synchronous_write_behind_works(tmp_path):
     with Journal(tmp_path / "j.sqlite", write_behind=True, synchronous="FULL") as j:
         _pair_intents(j, sig("s1"))
         assert j.order("s1-B").state == "intent"
+
+
+def test_a_halt_from_another_process_is_seen_at_once_without_a_query_otherwise(tmp_path):
+    path = tmp_path / "j.sqlite"
+    engine = Journal(path, write_behind=True)
+    assert engine.halt_state()[0] is False
+    queries = []
+    engine._conn.set_trace_callback(queries.append)
+    for _ in range(3):
+        assert engine.halt_state()[0] is False
+    assert queries == []  # the order path reads the stamp, not SQLite
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = (f"import sys; sys.path.insert(0, {root!r}); from kimp_fast.journal import Journal; "
+            f"Journal({str(path)!r}).set_halt('operator: stop', source='cli')")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+    assert engine.halt_state()[:2] == (True, "operator: stop")
+    assert len(queries) == 1
+    engine.close()
