@@ -22,7 +22,7 @@ import aiohttp
 import msgspec
 from yarl import URL
 
-from ._wire import ConnectFailed, ConnectionLost, MalformedResponse, WirePool
+from ._wire import ConnectFailed, ConnectionLost, Headers, MalformedResponse, WirePool
 from .errors import OutcomeUnknown, RateLimited, Rejected, Unavailable
 
 __all__ = [
@@ -466,6 +466,52 @@ class Transport:
             self.limiter.update_from_headers(resp_headers)
         return Response(status, resp_headers, data)
 
+    def send_now(
+        self,
+        method: str,
+        path: str,
+        build: Callable[[], tuple[str, bytes | None, Mapping[str, str]]],
+        *,
+        group: str,
+        weight: int = 1,
+        reserved: bool = False,
+        client_id: str | None = None,
+    ) -> Awaitable[Response] | None:
+        """Send an order-lane request before returning, or do nothing and return None.
+
+        It goes out at once only when nothing would make :meth:`throttle` wait (no queue,
+        a slot free) and the lane has an idle connection; then the slot is taken,
+        ``build()`` makes ``(query, body, headers)`` — signing happens here, after the
+        limiter let the request through — and the request is written. The result is
+        awaited for the :meth:`send` response, with the same failure classification.
+        None means nothing was consumed or written: use the awaited path instead.
+        """
+        wire = self._wire
+        if wire is None or not wire.ready():
+            return None
+        lock = self._locks.get((group, reserved))
+        if lock is not None and lock.locked():
+            return None  # others are queued for this group: no overtaking
+        if self.limiter.acquire(group, weight, reserved=reserved) > 0:
+            return None
+        query, body, headers = build()
+        target = f"{path}?{query}" if query else path
+        try:
+            flight = wire.begin(method, target, headers, body)
+        except ValueError as exc:
+            return _raise(self._unsendable(method, path, exc, client_id))
+        if flight is None:  # pragma: no cover - ready() said otherwise in this same turn
+            return self._send_wire(method, path, query, body, headers, group, client_id)
+        return self._wire_answer(wire.finish(flight), method, path, group, client_id)
+
+    def _unsendable(self, method: str, path: str, exc: ValueError, client_id: str | None) -> Rejected:
+        # A header or target that cannot go on the wire (CR/LF, non-Latin-1): refused
+        # before anything was written.
+        return Rejected(
+            f"{method} {path}: {exc}; nothing was sent", exchange=self.exchange, code="invalid_request",
+            client_id=client_id,
+        )
+
     async def _send_wire(
         self,
         method: str,
@@ -478,19 +524,25 @@ class Transport:
     ) -> Response:
         """:meth:`send` over the order lane, with the same failure classification."""
         wire = self._wire
+        return await self._wire_answer(
+            wire.request(method, f"{path}?{query}" if query else path, headers, body),  # type: ignore[union-attr]
+            method, path, group, client_id,
+        )
+
+    async def _wire_answer(
+        self,
+        answer: Awaitable[tuple[int, Headers, bytes]],
+        method: str,
+        path: str,
+        group: str | None,
+        client_id: str | None,
+    ) -> Response:
         try:
-            status, resp_headers, data = await wire.request(  # type: ignore[union-attr]
-                method, f"{path}?{query}" if query else path, headers, body
-            )
+            status, resp_headers, data = await answer
         except ConnectFailed as exc:
             raise Unavailable(f"{method} {path}: {exc}", exchange=self.exchange, client_id=client_id) from None
         except ValueError as exc:
-            # A header or target that cannot go on the wire (CR/LF, non-Latin-1): refused
-            # before anything was written.
-            raise Rejected(
-                f"{method} {path}: {exc}; nothing was sent", exchange=self.exchange, code="invalid_request",
-                client_id=client_id,
-            ) from None
+            raise self._unsendable(method, path, exc, client_id) from None
         except asyncio.TimeoutError:
             raise OutcomeUnknown(
                 f"{method} {path}: no response within {self.options.timeout_s}s",
@@ -510,6 +562,12 @@ class Transport:
         else:
             self.limiter.update_from_headers(resp_headers)
         return Response(status, resp_headers, data)
+
+
+async def _raise(exc: BaseException) -> Any:
+    """An awaitable that raises ``exc``: a synchronous start reports failure the way the
+    awaited path would, when the caller awaits."""
+    raise exc
 
 
 async def _wait_lock(lock: asyncio.Lock, timeout: float) -> None:

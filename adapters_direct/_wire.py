@@ -506,28 +506,36 @@ class WirePool:
 
         ``target`` is the already-encoded path and query (what was signed).
         """
-        trace = self.trace
-        if trace is not None:
-            trace.request_start(method, target.split("?", 1)[0])
-        parts = [method, " ", target, " HTTP/1.1\r\n", self._common]
-        if headers:
-            for name, value in headers.items():
-                _check_header(name, value)
-                parts += (name, ": ", value, "\r\n")
-        if body is not None:
-            parts += ("Content-Length: ", str(len(body)), "\r\n\r\n")
-            data = "".join(parts).encode("latin-1") + body
-        else:
-            parts.append("\r\n")
-            data = "".join(parts).encode("latin-1")
+        data = self._encode(method, target, headers, body)
         conn = self._take()
         if conn is None:
             conn = await self._acquire()
-        loop = asyncio.get_running_loop()
-        waiter = conn.send(data, method == "HEAD", loop)
-        if trace is not None:
-            trace.request_written(method, target.split("?", 1)[0])
-        handle = loop.call_later(self.timeout_s, _expire, waiter)
+        return await self.finish(self._start(conn, method, target, data))
+
+    def ready(self) -> bool:
+        """True when :meth:`begin` would write at once (an idle, usable connection)."""
+        return any(c.usable for c in self._idle)
+
+    def begin(
+        self,
+        method: str,
+        target: str,
+        headers: Mapping[str, str] | None = None,
+        body: bytes | None = None,
+    ) -> "_InFlight | None":
+        """Write one request *now*, before returning, if an idle connection is at hand
+        (None otherwise: nothing was written). :meth:`finish` awaits the answer. This is
+        how two orders to two exchanges both reach their sockets before the caller's
+        coroutine yields even once."""
+        data = self._encode(method, target, headers, body)
+        conn = self._take()
+        if conn is None:
+            return None
+        return self._start(conn, method, target, data)
+
+    async def finish(self, flight: "_InFlight") -> tuple[int, Headers, bytes]:
+        """The answer to a request that :meth:`begin` (or :meth:`request`) wrote."""
+        conn, waiter, handle, method, target = flight
         try:
             resp = await waiter
         except BaseException:
@@ -539,9 +547,34 @@ class WirePool:
             handle.cancel()
         if conn.usable:
             self._release(conn)
+        trace = self.trace
         if trace is not None:
             trace.response_end(method, target.split("?", 1)[0], resp.status)
         return resp.status, resp.headers, resp.body
+
+    def _encode(self, method: str, target: str, headers: Mapping[str, str] | None, body: bytes | None) -> bytes:
+        trace = self.trace
+        if trace is not None:
+            trace.request_start(method, target.split("?", 1)[0])
+        parts = [method, " ", target, " HTTP/1.1\r\n", self._common]
+        if headers:
+            for name, value in headers.items():
+                _check_header(name, value)
+                parts += (name, ": ", value, "\r\n")
+        if body is not None:
+            parts += ("Content-Length: ", str(len(body)), "\r\n\r\n")
+            return "".join(parts).encode("latin-1") + body
+        parts.append("\r\n")
+        return "".join(parts).encode("latin-1")
+
+    def _start(self, conn: _Connection, method: str, target: str, data: bytes) -> "_InFlight":
+        loop = asyncio.get_running_loop()
+        waiter = conn.send(data, method == "HEAD", loop)
+        trace = self.trace
+        if trace is not None:
+            trace.request_written(method, target.split("?", 1)[0])
+        handle = loop.call_later(self.timeout_s, _expire, waiter)
+        return conn, waiter, handle, method, target
 
     def _take(self) -> _Connection | None:
         idle = self._idle
@@ -672,6 +705,10 @@ def _default_tls() -> _ssl.SSLContext:
     ctx = _ssl.create_default_context()
     ctx.set_alpn_protocols(["http/1.1"])
     return ctx
+
+
+#: a written request: connection, answer future, timeout handle, method, target
+_InFlight = tuple[_Connection, "asyncio.Future[_Response]", asyncio.TimerHandle, str, str]
 
 
 def _expire(waiter: asyncio.Future[Any]) -> None:

@@ -13,6 +13,7 @@ repair and unwind traffic may use it, so a burst of entries can never starve the
 from __future__ import annotations
 
 import abc
+from collections.abc import Awaitable
 from decimal import Decimal
 from types import TracebackType
 
@@ -61,6 +62,14 @@ class ExchangeAdapter(abc.ABC):
     @abc.abstractmethod
     async def place_order(self, req: OrderRequest, *, reserved: bool = False) -> OrderResult:
         """Place one order. Never retried here: on doubt raises ``OutcomeUnknown``."""
+
+    def start_order(self, req: OrderRequest, *, reserved: bool = False) -> Awaitable[OrderResult]:
+        """:meth:`place_order`, started now: an adapter that can write the request before
+        returning does so (the direct adapters, when nothing would make it wait), so that
+        two legs started one after the other are both on the wire before the caller
+        yields. Await the result as ``place_order``'s; every error comes from the await,
+        never from this call. Here: the request leaves when the result is awaited."""
+        return self.place_order(req, reserved=reserved)
 
     @abc.abstractmethod
     async def get_order(self, symbol: str, client_id: str, *, reserved: bool = False) -> OrderResult:

@@ -28,6 +28,7 @@ import asyncio
 import logging
 import time
 from decimal import Decimal
+from collections.abc import Awaitable
 from typing import Any, Callable
 
 import msgspec
@@ -45,7 +46,7 @@ from kimp_fast.orders import encode_binance_order, encode_query
 from kimp_fast.signing import BinanceSigner
 
 from . import schemas as S
-from ._http import CONNECTION_LOST, AdapterOptions, Response, Transport, default_limiter, now_ms, periodic
+from ._http import CONNECTION_LOST, AdapterOptions, Response, Transport, _raise, default_limiter, now_ms, periodic
 from .base import PerpAdapter
 from .client_ids import is_valid_binance_client_id
 from .errors import (
@@ -442,6 +443,33 @@ class BinanceUsdm(PerpAdapter):
             Timeout, dropped connection, 5xx / 503 "Unknown error" / -1006 / -1007, or an
             undecodable 2xx: look the order up with :meth:`get_order`.
         """
+        return await self.start_order(req, reserved=reserved)
+
+    def start_order(self, req: OrderRequest, *, reserved: bool = False) -> Awaitable[OrderResult]:
+        """:meth:`place_order`, with the request written before this returns when the
+        symbol's rules are loaded, an order-lane connection is idle and the limiter has a
+        slot free (timestamped and signed right then); otherwise it is sent when the
+        result is awaited, exactly as ``place_order`` sends it. Errors come from the
+        await, never from this call."""
+        cid = req.client_id
+        rules = self._rules.get(req.symbol)
+        if rules is None or req.quote_amount is not None or not is_valid_binance_client_id(cid):
+            return self._place(req, reserved)
+        try:
+            params = self._order_query(req, rules)
+        except AdapterError as exc:
+            return _raise(exc)
+        signer, recv_window = self._signer, self.options.recv_window_ms
+        sent = self._t.send_now(
+            "POST", "/fapi/v1/order",
+            lambda: ("", signer.signed_query(params, self._timestamp(), recv_window).encode(), self._form_headers),
+            group="order", reserved=reserved, client_id=cid,
+        )
+        if sent is None:
+            return self._place(req, reserved, params)
+        return self._placed(sent, cid, rules)
+
+    async def _place(self, req: OrderRequest, reserved: bool, params: str | None = None) -> OrderResult:
         cid = req.client_id
         if not is_valid_binance_client_id(cid):
             raise Rejected(
@@ -458,10 +486,32 @@ class BinanceUsdm(PerpAdapter):
                 client_id=cid,
             )
         rules = await self._rules_for(req.symbol)
+        if params is None:
+            params = self._order_query(req, rules)
+        resp = await self._signed(
+            "POST", "/fapi/v1/order", params, group="order", reserved=reserved, client_id=cid, is_order=True
+        )
+        order = self._decode(S.decode_bn_order, resp, cid)
+        return await self._result(order, rules.quote_asset)
+
+    async def _placed(self, sent: Awaitable[Response], cid: str, rules: SymbolRules) -> OrderResult:
+        """The answer to an order :meth:`start_order` wrote (what ``_signed`` checks for an
+        order: no retry; a -1021 re-syncs the clock for the next request)."""
+        resp = await sent
+        if not 200 <= resp.status < 300:
+            err = self._error(resp, cid)
+            if err.code in _CLOCK:
+                await self._resync_after_skew(err)
+            raise err
+        order = self._decode(S.decode_bn_order, resp, cid)
+        return await self._result(order, rules.quote_asset)
+
+    def _order_query(self, req: OrderRequest, rules: SymbolRules) -> str:
+        cid = req.client_id
         side = "BUY" if req.side == "buy" else "SELL"
         try:
             if req.type == "limit":
-                params = encode_binance_order(
+                return encode_binance_order(
                     req.symbol,
                     side,
                     "LIMIT",
@@ -475,24 +525,18 @@ class BinanceUsdm(PerpAdapter):
                     price_tick=rules.tick_size,
                     price_rounding="down" if side == "BUY" else "up",
                 )
-            else:
-                params = encode_binance_order(
-                    req.symbol,
-                    side,
-                    "MARKET",
-                    quantity=req.quantity,  # type: ignore[arg-type]
-                    reduce_only=bool(req.reduce_only),
-                    client_id=cid,
-                    resp_type="RESULT",
-                    qty_step=rules.qty_step,
-                )
+            return encode_binance_order(
+                req.symbol,
+                side,
+                "MARKET",
+                quantity=req.quantity,  # type: ignore[arg-type]
+                reduce_only=bool(req.reduce_only),
+                client_id=cid,
+                resp_type="RESULT",
+                qty_step=rules.qty_step,
+            )
         except (ValueError, TypeError) as exc:
             raise Rejected(f"invalid order: {exc}", exchange="binance", code="invalid_request", client_id=cid) from None
-        resp = await self._signed(
-            "POST", "/fapi/v1/order", params, group="order", reserved=reserved, client_id=cid, is_order=True
-        )
-        order = self._decode(S.decode_bn_order, resp, cid)
-        return await self._result(order, rules.quote_asset)
 
     async def _result(self, order: S.BnOrder, quote_asset: str | None = None) -> OrderResult:
         fee = await self._taker_fee(order.symbol) if order.cum_quote > 0 else None

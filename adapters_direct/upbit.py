@@ -25,6 +25,7 @@ import asyncio
 import logging
 from datetime import datetime
 from decimal import Decimal
+from collections.abc import Awaitable
 from typing import Any, Callable
 
 import msgspec
@@ -34,7 +35,7 @@ from kimp_fast.orders import encode_query, encode_upbit_order, raw_query, upbit_
 from kimp_fast.signing import UpbitSigner
 
 from . import schemas as S
-from ._http import CONNECTION_LOST, AdapterOptions, Response, Transport, default_limiter, periodic
+from ._http import CONNECTION_LOST, AdapterOptions, Response, Transport, _raise, default_limiter, periodic
 from .base import SpotAdapter
 from .client_ids import is_valid_upbit_identifier
 from .errors import (
@@ -332,13 +333,17 @@ class UpbitSpot(SpotAdapter):
                 if exc.code == CONNECTION_LOST and attempt + 1 < attempts:
                     continue
                 raise
-            if 200 <= resp.status < 300:
-                return resp
-            if resp.status in (429, 418):
-                name, message = _error_name_message(resp)
-                raise self._t.rate_limited(resp, name, message or "Upbit rate limit", client_id=client_id)
-            raise upbit_error(resp, client_id=client_id)
+            return self._checked(resp, client_id)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _checked(self, resp: Response, client_id: str | None) -> Response:
+        """A 2xx response, or the mapped error raised."""
+        if 200 <= resp.status < 300:
+            return resp
+        if resp.status in (429, 418):
+            name, message = _error_name_message(resp)
+            raise self._t.rate_limited(resp, name, message or "Upbit rate limit", client_id=client_id)
+        raise upbit_error(resp, client_id=client_id)
 
     def _decode(self, fn: Callable[[bytes], Any], resp: Response, client_id: str | None = None) -> Any:
         try:
@@ -451,6 +456,32 @@ class UpbitSpot(SpotAdapter):
         OutcomeUnknown
             Timeout, dropped connection, 5xx or an undecodable 2xx: look the order up.
         """
+        return await self.start_order(req, reserved=reserved)
+
+    def start_order(self, req: OrderRequest, *, reserved: bool = False) -> Awaitable[OrderResult]:
+        """:meth:`place_order`, with the request written before this returns when the
+        symbol's rules are loaded, an order-lane connection is idle and the limiter has a
+        slot free; otherwise it is sent when the result is awaited, exactly as
+        ``place_order`` sends it. Errors come from the await, never from this call."""
+        cid = req.client_id
+        rules = self._rules.get(req.symbol)
+        if rules is None or not is_valid_upbit_identifier(cid):
+            return self._place(req, reserved)
+        try:
+            body, hash_input = self._encode(req, rules)
+        except AdapterError as exc:
+            return _raise(exc)
+        signer = self._signer
+        sent = self._t.send_now(
+            "POST", "/v1/orders",
+            lambda: ("", body, {"Authorization": signer.authorization(hash_input or None), "Content-Type": _JSON}),
+            group="order", reserved=reserved, client_id=cid,
+        )
+        if sent is None:
+            return self._place(req, reserved, (body, hash_input))
+        return self._placed(sent, cid, reserved, check=True)
+
+    async def _place(self, req: OrderRequest, reserved: bool, encoded: tuple[bytes, str] | None = None) -> OrderResult:
         cid = req.client_id
         if not is_valid_upbit_identifier(cid):
             raise Rejected(
@@ -460,11 +491,17 @@ class UpbitSpot(SpotAdapter):
                 client_id=cid if isinstance(cid, str) else None,
             )
         rules = await self._rules_for(req.symbol)
-        body, hash_input = self._encode(req, rules)
-        resp = await self._request(
+        body, hash_input = encoded or self._encode(req, rules)
+        sent = self._request(
             "POST", "/v1/orders", body=body, body_hash_input=hash_input, group="order", reserved=reserved, client_id=cid,
             order_lane=True,
         )
+        return await self._placed(sent, cid, reserved, check=False)
+
+    async def _placed(self, sent: Awaitable[Response], cid: str, reserved: bool, *, check: bool) -> OrderResult:
+        resp = await sent
+        if check:
+            resp = self._checked(resp, cid)
         order = self._decode(S.decode_upbit_order, resp, cid)
         if _needs_follow_up(order):
             order = await self._follow_up(order, reserved=reserved)

@@ -565,9 +565,11 @@ class KimpEngine:
                 plan = None
                 tb = time.perf_counter_ns()
                 timings["build"] = _us(t, tb)
-                out_u, out_b = await asyncio.gather(
-                    x.place("upbit", req_u, reserved=False), x.place("binance", req_b, reserved=False)
-                )
+                # Both requests are written here, before the first await (the slower
+                # venue's first); then both answers are awaited together.
+                sent_b = x.start("binance", req_b, reserved=False)
+                sent_u = x.start("upbit", req_u, reserved=False)
+                out_b, out_u = await asyncio.gather(sent_b, sent_u)
                 ts = time.perf_counter_ns()
                 timings["send"] = _us(tb, ts)
                 try:
@@ -762,9 +764,9 @@ class KimpEngine:
         ], signal=sig, plan=plan)
         tb = time.perf_counter_ns()
         timings["build"] = _us(t1, tb)
-        out_u, out_b = await asyncio.gather(
-            x.place("upbit", req_u, reserved=False), x.place("binance", req_b, reserved=False)
-        )
+        sent_b = x.start("binance", req_b, reserved=False)  # both written before the first await
+        sent_u = x.start("upbit", req_u, reserved=False)
+        out_b, out_u = await asyncio.gather(sent_b, sent_u)
         ts = time.perf_counter_ns()
         timings["send"] = _us(tb, ts)
         legs = LegBook()

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from decimal import ROUND_DOWN, Decimal
 from typing import TYPE_CHECKING
 
@@ -91,15 +91,31 @@ class PairExecutor:
         reserved: bool,
     ) -> OrderResult | AdapterError:
         """Send one order whose intent is already journaled; journal what came back."""
-        adapter = self.e.adapter(exchange)
-        breaker = self.e.breakers[exchange]
-        j = self.e.journal
+        return await self.start(exchange, req, reserved=reserved)
+
+    def start(
+        self,
+        exchange: str,
+        req: OrderRequest,
+        *,
+        reserved: bool,
+    ) -> Awaitable[OrderResult | AdapterError]:
+        """:meth:`place`, started now: a direct adapter writes the request before this
+        returns (``start_order``), so the two legs of a pair started one after the other
+        are both on the wire before the engine yields. Await the outcome."""
         self._sent_at[req.client_id] = time.monotonic()
         # The intent is in the journal's redo file; its SQLite rows follow while this
         # request (and a concurrent leg) is on the network (flush_soon waits two turns).
-        j.flush_soon()
+        self.e.journal.flush_soon()
+        return self._outcome(exchange, req, self.e.adapter(exchange).start_order(req, reserved=reserved))
+
+    async def _outcome(
+        self, exchange: str, req: OrderRequest, pending: Awaitable[OrderResult]
+    ) -> OrderResult | AdapterError:
+        breaker = self.e.breakers[exchange]
+        j = self.e.journal
         try:
-            res = await adapter.place_order(req, reserved=reserved)
+            res = await pending
         except AdapterError as err:
             if err.infrastructure:
                 breaker.record_failure(type(err).__name__)

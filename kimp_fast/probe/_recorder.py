@@ -176,6 +176,27 @@ class TimedAdapter:
             clock.adapter_out = _now()
             clock.active = False
 
+    def start_order(self, req: Any, *, reserved: bool = False) -> Any:
+        clock = self._clock
+        clock.reset()
+        clock.active = True
+        clock.adapter_in = _now()
+        try:
+            pending = self._inner.start_order(req, reserved=reserved)
+        except BaseException:
+            clock.adapter_out = _now()
+            clock.active = False
+            raise
+        return self._finish(pending)
+
+    async def _finish(self, pending: Any) -> Any:
+        clock = self._clock
+        try:
+            return await pending
+        finally:
+            clock.adapter_out = _now()
+            clock.active = False
+
     async def __aenter__(self) -> "TimedAdapter":
         await self._inner.__aenter__()
         return self
