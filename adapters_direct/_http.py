@@ -504,6 +504,22 @@ class Transport:
             return self._send_wire(method, path, query, body, headers, group, client_id)
         return self._wire_answer(wire.finish(flight), method, path, group, client_id)
 
+    def rehearse(
+        self, method: str, path: str, build: Callable[[], tuple[str, bytes | None, Mapping[str, str]]], *, group: str
+    ) -> bytes:
+        """:meth:`send_now`'s steps for ``build()`` with nothing taken or sent: the limiter
+        is asked for a weight-0 request (which costs nothing), no connection is taken, and
+        the bytes are returned instead of written. Empty without an order lane."""
+        wire = self._wire
+        if wire is not None:
+            wire.ready()
+        self._locks.get((group, False))
+        self.limiter.acquire(group, 0)
+        query, body, headers = build()
+        if wire is None:
+            return b""
+        return wire.rehearse(method, f"{path}?{query}" if query else path, headers, body)
+
     def _unsendable(self, method: str, path: str, exc: ValueError, client_id: str | None) -> Rejected:
         # A header or target that cannot go on the wire (CR/LF, non-Latin-1): refused
         # before anything was written.

@@ -552,9 +552,16 @@ class WirePool:
             trace.response_end(method, target.split("?", 1)[0], resp.status)
         return resp.status, resp.headers, resp.body
 
-    def _encode(self, method: str, target: str, headers: Mapping[str, str] | None, body: bytes | None) -> bytes:
+    def rehearse(self, method: str, target: str, headers: Mapping[str, str] | None, body: bytes | None) -> bytes:
+        """The bytes :meth:`begin` would write, built and returned: nothing is sent, no
+        connection is taken, the trace sees nothing."""
+        return self._encode(method, target, headers, body, traced=False)
+
+    def _encode(
+        self, method: str, target: str, headers: Mapping[str, str] | None, body: bytes | None, traced: bool = True
+    ) -> bytes:
         trace = self.trace
-        if trace is not None:
+        if trace is not None and traced:
             trace.request_start(method, target.split("?", 1)[0])
         parts = [method, " ", target, " HTTP/1.1\r\n", self._common]
         if headers:

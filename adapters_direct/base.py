@@ -71,6 +71,13 @@ class ExchangeAdapter(abc.ABC):
         never from this call. Here: the request leaves when the result is awaited."""
         return self.place_order(req, reserved=reserved)
 
+    def rehearse_order(self, req: OrderRequest) -> bytes | None:
+        """Build and sign ``req`` exactly as :meth:`start_order` would, and return the
+        request bytes instead of sending them: no request, no rate-limit slot, no
+        connection. The engine rehearses between signals so the order path's code and
+        data stay in the CPU caches (docs/PERFORMANCE.md). None: this adapter cannot."""
+        return None
+
     @abc.abstractmethod
     async def get_order(self, symbol: str, client_id: str, *, reserved: bool = False) -> OrderResult:
         """The order as the exchange knows it now; ``Rejected`` (code 'order_not_found'

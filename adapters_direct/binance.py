@@ -459,15 +459,23 @@ class BinanceUsdm(PerpAdapter):
             params = self._order_query(req, rules)
         except AdapterError as exc:
             return _raise(exc)
-        signer, recv_window = self._signer, self.options.recv_window_ms
         sent = self._t.send_now(
-            "POST", "/fapi/v1/order",
-            lambda: ("", signer.signed_query(params, self._timestamp(), recv_window).encode(), self._form_headers),
-            group="order", reserved=reserved, client_id=cid,
+            "POST", "/fapi/v1/order", self._order_build(params), group="order", reserved=reserved, client_id=cid,
         )
         if sent is None:
             return self._place(req, reserved, params)
         return self._placed(sent, cid, rules)
+
+    def rehearse_order(self, req: OrderRequest) -> bytes:
+        """The bytes :meth:`start_order` would write for ``req`` now (timestamped and
+        signed), returned instead of sent. Raises like ``place_order`` would for bad input."""
+        params = self._order_query(req, self.rules(req.symbol))
+        return self._t.rehearse("POST", "/fapi/v1/order", self._order_build(params), group="order")
+
+    def _order_build(self, params: str) -> Callable[[], tuple[str, bytes, dict[str, str]]]:
+        """The order request's last step: timestamped and signed once the limiter let it go."""
+        signer, recv_window, headers = self._signer, self.options.recv_window_ms, self._form_headers
+        return lambda: ("", signer.signed_query(params, self._timestamp(), recv_window).encode(), headers)
 
     async def _place(self, req: OrderRequest, reserved: bool, params: str | None = None) -> OrderResult:
         cid = req.client_id

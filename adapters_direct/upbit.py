@@ -471,15 +471,23 @@ class UpbitSpot(SpotAdapter):
             body, hash_input = self._encode(req, rules)
         except AdapterError as exc:
             return _raise(exc)
-        signer = self._signer
         sent = self._t.send_now(
-            "POST", "/v1/orders",
-            lambda: ("", body, {"Authorization": signer.authorization(hash_input or None), "Content-Type": _JSON}),
-            group="order", reserved=reserved, client_id=cid,
+            "POST", "/v1/orders", self._order_build(body, hash_input), group="order", reserved=reserved, client_id=cid,
         )
         if sent is None:
             return self._place(req, reserved, (body, hash_input))
         return self._placed(sent, cid, reserved, check=True)
+
+    def rehearse_order(self, req: OrderRequest) -> bytes:
+        """The bytes :meth:`start_order` would write for ``req`` now (fresh nonce), returned
+        instead of sent. Raises like ``place_order`` would for bad input."""
+        body, hash_input = self._encode(req, self.rules(req.symbol))
+        return self._t.rehearse("POST", "/v1/orders", self._order_build(body, hash_input), group="order")
+
+    def _order_build(self, body: bytes, hash_input: str) -> Callable[[], tuple[str, bytes, dict[str, str]]]:
+        """The order request's last step: signed (fresh nonce) once the limiter let it go."""
+        signer = self._signer
+        return lambda: ("", body, {"Authorization": signer.authorization(hash_input or None), "Content-Type": _JSON})
 
     async def _place(self, req: OrderRequest, reserved: bool, encoded: tuple[bytes, str] | None = None) -> OrderResult:
         cid = req.client_id

@@ -598,6 +598,9 @@ class PerformanceConfig(_Section):
     use_uvloop: bool = _setting(True, _bool())
     use_orjson: bool = _setting(True, _bool())
     compiled: str = _setting("auto", _compiled_mode())
+    #: rehearse the ENTER order path (built, signed, never sent) this often while idle,
+    #: so a signal finds its code in the CPU caches; 0 = off (KimpEngine.rehearse)
+    keep_warm_ms: float = _setting(2.0, _float(0.0, 1000.0))
 
 
 SECTIONS: dict[str, type[_Section]] = {

@@ -24,7 +24,7 @@ import logging
 import os
 import time
 from collections.abc import Mapping
-from decimal import ROUND_DOWN, Decimal
+from decimal import ROUND_DOWN, ROUND_UP, Decimal
 from typing import Any
 
 import msgspec
@@ -39,9 +39,9 @@ from .executor import PairExecutor, Unresolved, _err_text
 from .journal import Journal, OrderRow
 from .legs import LegBook
 from .market import Capital, MarketData
-from .models import ExecutionReport, HedgedPosition, OrderRequest, OrderResult, Signal
+from .models import ExecutionReport, HedgedPosition, OrderBook, OrderRequest, OrderResult, Signal
 from .notify import Severity, make_notifier
-from .pricing import estimate_exit, premium, size_enter
+from .pricing import estimate_exit, mid, premium, size_enter
 
 __all__ = ["KimpEngine"]
 
@@ -116,6 +116,8 @@ class KimpEngine:
         # Every signal id the journal holds, for de-duplication without a read on the
         # order path (loaded at start; only this engine writes signals to its journal).
         self._seen: set[str] = set()
+        self._rehearsals = 0
+        self._rehearsal_failures = 0
         self.fx_symbol = config.execution.fx_symbol
 
     # -- wiring ---------------------------------------------------------------------
@@ -187,6 +189,8 @@ class KimpEngine:
         if self.market_poll_s > 0:
             self._tasks.append(asyncio.ensure_future(self._poll_loop()))
         self._tasks.append(asyncio.ensure_future(self._checkpoint_loop()))
+        if cfg.performance.keep_warm_ms > 0:
+            self._tasks.append(asyncio.ensure_future(self._warm_loop(cfg.performance.keep_warm_ms / 1000.0)))
 
     async def close(self) -> None:
         self._open = False
@@ -321,7 +325,9 @@ class KimpEngine:
         self._inflight[sig.id] = sig
         self._seen.add(sig.id)
         try:
-            lock = self._locks.setdefault(sig.coin, asyncio.Lock())
+            lock = self._locks.get(sig.coin)
+            if lock is None:
+                lock = self._locks[sig.coin] = asyncio.Lock()
             if lock.locked():
                 self.journal.begin_signal(sig)
             timings["dedupe"] = _us(t1, time.perf_counter_ns())
@@ -469,21 +475,7 @@ class KimpEngine:
         spot, perp = self.spot_symbol(coin), self.perp_symbol(coin)
         await self.capital.ready()
         ub, bb = await self.market.pair(coin, self.market_max_age_s)
-        ask = ub.best_ask()
-        tick = self.upbit.tick_for(spot, ask) if ask is not None else Decimal(1)
-        cap = self.config.capital
-        ex = self.config.execution
-        size = size_enter(
-            requested_qty=sig.qty or ZERO,
-            upbit_book=ub, binance_book=bb,
-            upbit_rules=self.upbit.rules(spot), binance_rules=self.binance.rules(perp),
-            upbit_tick=tick,
-            krw_free=self.capital.krw_free, usdt_available=self.capital.usdt_available,
-            krw_reserved=self.capital.reserved_krw, usdt_reserved=self.capital.reserved_usdt,
-            trading_ratio=cap.trading_ratio, reserve_ratio=cap.reserve_ratio,
-            leverage=self.config.binance.leverage, max_slippage_bps=ex.max_slippage_bps,
-            max_order_krw=ex.max_order_krw,
-        )
+        size = self._size_enter(sig, ub, bb)
         t2 = time.perf_counter_ns()
         timings["size"] = _us(t, t2)
         if not size.ok:
@@ -498,6 +490,54 @@ class KimpEngine:
             self.capital.release(reservation)
             self.capital.refresh_soon()
 
+    def _size_enter(self, sig: Signal, ub: OrderBook, bb: OrderBook) -> Any:
+        coin = sig.coin
+        spot, perp = self.spot_symbol(coin), self.perp_symbol(coin)
+        ask = ub.best_ask()
+        tick = self.upbit.tick_for(spot, ask) if ask is not None else Decimal(1)
+        cap = self.config.capital
+        ex = self.config.execution
+        return size_enter(
+            requested_qty=sig.qty or ZERO,
+            upbit_book=ub, binance_book=bb,
+            upbit_rules=self.upbit.rules(spot), binance_rules=self.binance.rules(perp),
+            upbit_tick=tick,
+            krw_free=self.capital.krw_free, usdt_available=self.capital.usdt_available,
+            krw_reserved=self.capital.reserved_krw, usdt_reserved=self.capital.reserved_usdt,
+            trading_ratio=cap.trading_ratio, reserve_ratio=cap.reserve_ratio,
+            leverage=self.config.binance.leverage, max_slippage_bps=ex.max_slippage_bps,
+            max_order_krw=ex.max_order_krw,
+        )
+
+    def _entry_requests(
+        self, sig: Signal, qty: Decimal, spot_limit_price: Decimal, attempt: int
+    ) -> tuple[OrderRequest, OrderRequest]:
+        """The ENTER pair: Upbit buy (limit IOC, or a KRW market buy) and Binance short."""
+        x = self.executor
+        spot, perp = self.spot_symbol(sig.coin), self.perp_symbol(sig.coin)
+        if self.config.execution.upbit_buy_mode == "market_krw":
+            req_u = OrderRequest(
+                symbol=spot, side="buy", type="market",
+                quote_amount=(qty * spot_limit_price).quantize(ONE),
+                client_id=x.client_id(sig.id, "upbit", "entry", attempt),
+            )
+        else:
+            req_u = OrderRequest(
+                symbol=spot, side="buy", type="limit", quantity=qty, price=spot_limit_price,
+                time_in_force="ioc", client_id=x.client_id(sig.id, "upbit", "entry", attempt),
+            )
+        req_b = OrderRequest(
+            symbol=perp, side="sell", type="market", quantity=qty,
+            client_id=x.client_id(sig.id, "binance", "entry", attempt),
+        )
+        return req_u, req_b
+
+    def _entry_plan(self, sig: Signal, size: Any, fx: Decimal) -> dict[str, Any]:
+        return {
+            "coin": sig.coin, "action": "ENTER", "qty": str(size.qty), "fx": str(fx),
+            "spot_limit": str(size.spot_limit_price), "mode": self.config.execution.upbit_buy_mode,
+        }
+
     async def _enter_sized(self, sig, size, ub, bb, timings) -> ExecutionReport:
         coin = sig.coin
         spot, perp = self.spot_symbol(coin), self.perp_symbol(coin)
@@ -506,10 +546,7 @@ class KimpEngine:
         x = self.executor
         legs = LegBook()
         fx = await self.market.fx(max_age=30.0)
-        plan: dict[str, Any] | None = {
-            "coin": coin, "action": "ENTER", "qty": str(size.qty), "fx": str(fx),
-            "spot_limit": str(size.spot_limit_price), "mode": ex_cfg.upbit_buy_mode,
-        }
+        plan: dict[str, Any] | None = self._entry_plan(sig, size, fx)
         qty = size.qty
         notes: list[str] = []
         failures: list[str] = []
@@ -519,21 +556,7 @@ class KimpEngine:
         while True:
             attempt += 1
             t = time.perf_counter_ns()
-            if market_krw:
-                req_u = OrderRequest(
-                    symbol=spot, side="buy", type="market",
-                    quote_amount=(qty * size.spot_limit_price).quantize(ONE),
-                    client_id=x.client_id(sig.id, "upbit", "entry", attempt),
-                )
-            else:
-                req_u = OrderRequest(
-                    symbol=spot, side="buy", type="limit", quantity=qty, price=size.spot_limit_price,
-                    time_in_force="ioc", client_id=x.client_id(sig.id, "upbit", "entry", attempt),
-                )
-            req_b = OrderRequest(
-                symbol=perp, side="sell", type="market", quantity=qty,
-                client_id=x.client_id(sig.id, "binance", "entry", attempt),
-            )
+            req_u, req_b = self._entry_requests(sig, qty, size.spot_limit_price, attempt)
             if market_krw:
                 # The KRW market buy cannot name a quantity: buy first, then short exactly
                 # what filled (rounded down to the lot; the rest is recorded residual).
@@ -1028,6 +1051,70 @@ class KimpEngine:
                 await asyncio.to_thread(Journal.checkpoint, path)
             except Exception as exc:  # a busy database: try again next time
                 log.debug("journal checkpoint skipped: %s", exc)
+
+    # -- keeping the order path warm -----------------------------------------------------
+    def rehearse(self) -> bool:
+        """Run the ENTER order path once per coin on a made-up signal and throw the result
+        away: validation, de-duplication, gate, sizing on the cached books, both orders
+        and their client ids, the journal's redo line, and each adapter's encoded and
+        signed request (``rehearse_order``). Nothing is sent, written, reserved or
+        counted: no breaker permit, no rate-limit slot, no capital, no journal row.
+
+        Why: on a shared or power-saving CPU, code that has not run for a few
+        milliseconds runs several times slower (its instructions and data have left the
+        caches); every real signal arrives after such a pause. Rehearsing every
+        ``[performance] keep_warm_ms`` keeps the path warm (docs/PERFORMANCE.md has the
+        measurements). Returns True when a full rehearsal ran."""
+        if self.journal is None:
+            return False
+        done = False
+        for coin in self.config.execution.coins:
+            spot, perp = self.spot_symbol(coin), self.perp_symbol(coin)
+            ub, bb = self.market.cached("upbit", spot), self.market.cached("binance", perp)
+            fx = self.market.cached("upbit", self.fx_symbol)
+            if ub is None or bb is None:
+                continue
+            self._rehearsals += 1
+            sig = Signal(id=f"rehearsal-{self._rehearsals}", action="ENTER", coin=coin,
+                         qty=self._rehearsal_qty(perp, bb[1]), ts_ms=_now_ms(), ttl_ms=1000)
+            if self._validate(sig, _now_ms()) or sig.id in self._inflight or sig.id in self._seen:
+                continue
+            self._gate(sig)
+            size = self._size_enter(sig, ub[1], bb[1])
+            if not size.ok:
+                continue  # e.g. no free balance: the rest of the path waits for a size
+            req_u, req_b = self._entry_requests(sig, size.qty, size.spot_limit_price, 1)
+            x = self.executor
+            self.journal.rehearse_intents(
+                [x.intent_row(sig.id, "upbit", "entry", 1, req_u), x.intent_row(sig.id, "binance", "entry", 1, req_b)],
+                signal=sig, plan=self._entry_plan(sig, size, (mid(fx[1]) if fx is not None else None) or ONE),
+            )
+            self.binance.rehearse_order(req_b)
+            self.upbit.rehearse_order(req_u)
+            done = True
+        return done
+
+    def _rehearsal_qty(self, perp: str, book: OrderBook) -> Decimal:
+        """The smallest size both exchanges would accept now (so sizing passes and the
+        whole path runs): Binance's minimum quantity and notional, a little above."""
+        rules = self.binance.rules(perp)
+        step = rules.qty_step
+        bid = book.best_bid() or ONE
+        need = max(rules.min_qty, rules.min_notional * Decimal("1.1") / bid, step)
+        return (need / step).to_integral_value(rounding=ROUND_UP) * step
+
+    async def _warm_loop(self, interval_s: float) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            if self._inflight:
+                continue  # never between a signal and its answers
+            try:
+                self.rehearse()
+            except Exception as exc:  # a rehearsal must never hurt: count, log now and then
+                self._rehearsal_failures += 1
+                if self._rehearsal_failures in (1, 10) or self._rehearsal_failures % 10000 == 0:
+                    log.warning("order-path rehearsal failed (%d so far): %s: %s",
+                                self._rehearsal_failures, type(exc).__name__, exc)
 
     async def _poll_loop(self) -> None:
         while True:

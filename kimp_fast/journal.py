@@ -758,18 +758,29 @@ class Journal:
         write on the order path instead of three. A signal that never reaches this point
         sent nothing, so recording it only now loses no de-duplication that matters.
         """
+        self._write(self._intents_write(rows, signal, plan))
+        self._known_orders.update(o["client_id"] for o in rows)
+
+    def rehearse_intents(
+        self, rows: list[dict[str, Any]], *, signal: Any = None, plan: dict[str, Any] | None = None
+    ) -> bytes:
+        """The redo line :meth:`order_intents` would write, built and returned: nothing is
+        written (the engine's rehearsal between signals, see ``KimpEngine.rehearse``)."""
+        return _redo_encoder.encode((self._seq + 1, self._intents_write(rows, signal, plan))) + b"\n"
+
+    def _intents_write(self, rows: list[dict[str, Any]], signal: Any, plan: dict[str, Any] | None) -> _Write:
         now = _now_ms()
         write: _Write = []
         if signal is not None:
             write.append(("signal", self._signal_params(signal, now)))
         if plan is not None:
+            detail = {k: v for k, v in plan.items() if k != "coin"}
             write.append(("recovery", [signal.id if signal is not None else rows[0]["signal_id"],
-                                       plan.pop("coin", ""), "plan",
-                                       json.dumps(plan, default=str, sort_keys=True), now]))
+                                       plan.get("coin", ""), "plan",
+                                       json.dumps(detail, default=str, sort_keys=True), now]))
         for o in rows:
             write.extend(self._intent_write(o, now))
-        self._write(write)
-        self._known_orders.update(o["client_id"] for o in rows)
+        return write
 
     def update_order(
         self,

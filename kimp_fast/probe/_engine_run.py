@@ -49,6 +49,7 @@ class Variant:
     traced: bool = True
     spin: bool = False  # keep the loop busy between signals (diagnostic, see RunSpec.spin)
     lane: str = "wire"  # DIRECT only: the adapters' order_lane ("wire" | "aiohttp")
+    warm: bool = True  # the engine's keep-warm rehearsal ([performance] keep_warm_ms, default on)
 
 
 #: Variants, in the order they run. The first is the headline (it also runs the
@@ -59,6 +60,7 @@ VARIANTS: dict[str, Variant] = {
     "direct_compiled_asyncio": Variant("direct", "asyncio", "compiled"),
     "ccxt_uvloop": Variant("ccxt", "uvloop", "compiled"),
     "direct_compiled_uvloop_untraced": Variant("direct", "uvloop", "compiled", traced=False),
+    "direct_compiled_uvloop_cold": Variant("direct", "uvloop", "compiled", warm=False),
     "direct_aiohttp_compiled_uvloop": Variant("direct", "uvloop", "compiled", lane="aiohttp"),
     "direct_compiled_uvloop_spin": Variant("direct", "uvloop", "compiled", spin=True),
 }
@@ -106,6 +108,8 @@ def _config(sim: SimProcess, variant: Variant, journal_dir: str) -> Any:
         "exit": {"allow_loss_exit": True},
         "risk": {"check_interval_s": 3600.0},
         "one_leg": {"retry_delays": [0.05, 0.1, 0.2]},
+        # warm: the default; cold: no rehearsal between signals, what the CPU alone gives
+        "performance": {"keep_warm_ms": 2.0 if variant.warm else 0.0},
     }, source="<latency probe>")
 
 

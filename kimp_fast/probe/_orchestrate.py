@@ -269,6 +269,7 @@ def ratios(variants: dict[str, Any]) -> dict[str, Any]:
         "pure_vs_compiled": ("direct_pure_uvloop", HEADLINE),
         "asyncio_vs_uvloop": ("direct_compiled_asyncio", HEADLINE),
         "ccxt_vs_direct": ("ccxt_uvloop", HEADLINE),
+        "cold_vs_warm": ("direct_compiled_uvloop_cold", HEADLINE),
     }
     for label, (slow, fast) in pairs.items():
         row = {}
