@@ -210,6 +210,9 @@ _SQL: dict[str, str] = {
 }
 _Write = list[tuple[str, list[Any]]]
 _redo_encoder = msgspec.json.Encoder()
+#: recovery-step details: sorted keys, anything unknown as its str() (json.dumps(default=str,
+#: sort_keys=True) without the spaces, 10x cheaper on the order path)
+_detail_encoder = msgspec.json.Encoder(enc_hook=str, order="sorted")
 _redo_decoder = msgspec.json.Decoder(tuple[int, list[tuple[str, list[Any]]]])
 
 _position_decoder = msgspec.json.Decoder(HedgedPosition)
@@ -777,7 +780,7 @@ class Journal:
             detail = {k: v for k, v in plan.items() if k != "coin"}
             write.append(("recovery", [signal.id if signal is not None else rows[0]["signal_id"],
                                        plan.get("coin", ""), "plan",
-                                       json.dumps(detail, default=str, sort_keys=True), now]))
+                                       _detail_encoder.encode(detail).decode(), now]))
         for o in rows:
             write.extend(self._intent_write(o, now))
         return write
@@ -855,7 +858,7 @@ class Journal:
 
     # -- recovery, breakers, notifications -------------------------------------------
     def recovery_step(self, signal_id: str, coin: str, step: str, **detail: Any) -> None:
-        self._write([("recovery", [signal_id, coin, step, json.dumps(detail, default=str, sort_keys=True),
+        self._write([("recovery", [signal_id, coin, step, _detail_encoder.encode(detail).decode(),
                                    _now_ms()])])
 
     def recovery_steps(self, signal_id: str | None = None) -> list[dict[str, Any]]:
