@@ -81,6 +81,9 @@ async def _run(cfg_path: str) -> int:
 
     async def batch(signals: list[Any]) -> None:
         await asyncio.gather(*(submit_one(s) for s in signals))
+        # A quiescent point: the parent reads the journal file next. The engine's last
+        # writes may still be redo lines that reach SQLite on the loop's next turns.
+        engine.journal.flush()
         _emit("batch_done", n=len(signals))
 
     code = 0
