@@ -472,7 +472,6 @@ class KimpEngine:
         if reason:
             return self._refuse(sig, reason, timings)
         coin = sig.coin
-        spot, perp = self.spot_symbol(coin), self.perp_symbol(coin)
         await self.capital.ready()
         ub, bb = await self.market.pair(coin, self.market_max_age_s)
         size = self._size_enter(sig, ub, bb)

@@ -36,7 +36,6 @@ next while no engine holds it.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import mmap
 import os
