@@ -496,15 +496,15 @@ class BinanceUsdm(PerpAdapter):
         rules = await self._rules_for(req.symbol)
         if params is None:
             params = self._order_query(req, rules)
-        resp = await self._signed(
+        sent = self._signed(
             "POST", "/fapi/v1/order", params, group="order", reserved=reserved, client_id=cid, is_order=True
         )
-        order = self._decode(S.decode_bn_order, resp, cid)
-        return await self._result(order, rules.quote_asset)
+        return await self._placed(sent, cid, rules)
 
     async def _placed(self, sent: Awaitable[Response], cid: str, rules: SymbolRules) -> OrderResult:
-        """The answer to an order :meth:`start_order` wrote (what ``_signed`` checks for an
-        order: no retry; a -1021 re-syncs the clock for the next request)."""
+        """The answer to an order, however it was sent. A non-2xx is what ``_signed``
+        checks for an order (no retry; a -1021 re-syncs the clock for the next request);
+        from ``_signed`` itself only 2xx answers arrive here."""
         resp = await sent
         if not 200 <= resp.status < 300:
             err = self._error(resp, cid)

@@ -476,7 +476,7 @@ class UpbitSpot(SpotAdapter):
         )
         if sent is None:
             return self._place(req, reserved, (body, hash_input))
-        return self._placed(sent, cid, reserved, check=True)
+        return self._placed(sent, cid, reserved)
 
     def rehearse_order(self, req: OrderRequest) -> bytes:
         """The bytes :meth:`start_order` would write for ``req`` now (fresh nonce), returned
@@ -504,12 +504,12 @@ class UpbitSpot(SpotAdapter):
             "POST", "/v1/orders", body=body, body_hash_input=hash_input, group="order", reserved=reserved, client_id=cid,
             order_lane=True,
         )
-        return await self._placed(sent, cid, reserved, check=False)
+        return await self._placed(sent, cid, reserved)
 
-    async def _placed(self, sent: Awaitable[Response], cid: str, reserved: bool, *, check: bool) -> OrderResult:
-        resp = await sent
-        if check:
-            resp = self._checked(resp, cid)
+    async def _placed(self, sent: Awaitable[Response], cid: str, reserved: bool) -> OrderResult:
+        """The answer to an order, however it was sent (``_request`` has checked its own;
+        a 2xx passes the check again unchanged)."""
+        resp = self._checked(await sent, cid)
         order = self._decode(S.decode_upbit_order, resp, cid)
         if _needs_follow_up(order):
             order = await self._follow_up(order, reserved=reserved)
