@@ -46,7 +46,7 @@ from kimp_fast.orders import encode_binance_order, encode_query
 from kimp_fast.signing import BinanceSigner
 
 from . import schemas as S
-from ._http import CONNECTION_LOST, AdapterOptions, Response, Transport, _raise, default_limiter, now_ms, periodic
+from ._http import CONNECTION_LOST, AdapterOptions, Response, Transport, _raise, default_limiter, periodic
 from .base import PerpAdapter
 from .client_ids import is_valid_binance_client_id
 from .errors import (
@@ -298,7 +298,7 @@ class BinanceUsdm(PerpAdapter):
             return self._offset_ms
 
     def _timestamp(self) -> int:
-        return now_ms() + self._offset_ms
+        return time.time_ns() // 1_000_000 + self._offset_ms  # now_ms(), one call fewer on the order path
 
     # -- transport ---------------------------------------------------------------------
     async def _public(self, path: str, query: str, *, weight: int) -> Response:

@@ -137,6 +137,8 @@ class CircuitBreaker:
         CLOSED: yes. OPEN: no. HALF_OPEN: yes for exactly one caller (the trial), then no
         until that trial reports (or is released, or is lost for ``recovery_timeout``).
         """
+        if self._state is BreakerState.CLOSED:
+            return True  # the usual case, asked on every order: no timeout to look at
         state = self.state
         if state is BreakerState.CLOSED:
             return True

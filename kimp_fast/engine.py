@@ -57,7 +57,7 @@ def _now_ms() -> int:
 
 
 def _us(t0: int, t1: int) -> float:
-    return round((t1 - t0) / 1000.0, 1)
+    return (t1 - t0) // 100 / 10  # 0.1 µs steps without round()'s float-to-digits path
 
 
 class KimpEngine:
@@ -119,6 +119,8 @@ class KimpEngine:
         self._rehearsals = 0
         self._rehearsal_failures = 0
         self.fx_symbol = config.execution.fx_symbol
+        # (Upbit spot, Binance perp) symbol of each configured coin, built once
+        self._symbols = {c: (self.spot_symbol(c), self.perp_symbol(c)) for c in config.execution.coins}
 
     # -- wiring ---------------------------------------------------------------------
     @property
@@ -132,7 +134,9 @@ class KimpEngine:
         return self._binance
 
     def adapter(self, exchange: str) -> SpotAdapter | PerpAdapter:
-        return self.upbit if exchange == "upbit" else self.binance
+        a = self._upbit if exchange == "upbit" else self._binance
+        assert a is not None, "engine not started"
+        return a
 
     @staticmethod
     def spot_symbol(coin: str) -> str:
@@ -331,14 +335,16 @@ class KimpEngine:
             if lock.locked():
                 self.journal.begin_signal(sig)
             timings["dedupe"] = _us(t1, time.perf_counter_ns())
-            async with lock:
-                try:
-                    if sig.action == "ENTER":
-                        report = await self._enter(sig, timings)
-                    else:
-                        report = await self._exit(sig, timings)
-                except Exception as exc:  # never leave silently
-                    report = self._failed(sig, exc, timings)
+            await lock.acquire()
+            try:
+                if sig.action == "ENTER":
+                    report = await self._enter(sig, timings)
+                else:
+                    report = await self._exit(sig, timings)
+            except Exception as exc:  # never leave silently
+                report = self._failed(sig, exc, timings)
+            finally:
+                lock.release()
         finally:
             del self._inflight[sig.id]
             # the report's records reach SQLite once the caller lets the loop turn
@@ -381,13 +387,14 @@ class KimpEngine:
             return f"signal expired {now_ms - sig.ts_ms - sig.ttl_ms} ms ago (ts_ms + ttl_ms < now)"
         if sig.qty is not None:
             # A size no single order can have is a broken signal, not one to cap and trade.
+            perp = self._symbols[sig.coin][1]
             try:
-                rules = self.binance.rules(self.perp_symbol(sig.coin))
+                rules = self._binance.rules(perp)  # type: ignore[union-attr]
             except KeyError as exc:
                 return str(exc)
             largest = rules.market_max_qty or rules.max_qty
             if largest is not None and sig.qty > largest:
-                return f"qty {sig.qty} exceeds the largest order {self.perp_symbol(sig.coin)} accepts ({largest})"
+                return f"qty {sig.qty} exceeds the largest order {perp} accepts ({largest})"
         return ""
 
     def _malformed(self, raw: object, exc: Exception) -> ExecutionReport:
@@ -472,8 +479,12 @@ class KimpEngine:
         if reason:
             return self._refuse(sig, reason, timings)
         coin = sig.coin
-        await self.capital.ready()
-        ub, bb = await self.market.pair(coin, self.market_max_age_s)
+        # Balances and books are usually current: checked without an await (each await
+        # of a coroutine that never suspends still costs a frame on the order path).
+        if not self.capital.current():
+            await self.capital.ready()
+        books = self.market.fresh_pair(coin, self.market_max_age_s)
+        ub, bb = books if books is not None else await self.market.pair(coin, self.market_max_age_s)
         size = self._size_enter(sig, ub, bb)
         t2 = time.perf_counter_ns()
         timings["size"] = _us(t, t2)
@@ -490,16 +501,15 @@ class KimpEngine:
             self.capital.refresh_soon()
 
     def _size_enter(self, sig: Signal, ub: OrderBook, bb: OrderBook) -> Any:
-        coin = sig.coin
-        spot, perp = self.spot_symbol(coin), self.perp_symbol(coin)
-        ask = ub.best_ask()
-        tick = self.upbit.tick_for(spot, ask) if ask is not None else Decimal(1)
+        spot, perp = self._symbols[sig.coin]
+        upbit, binance = self.upbit, self.binance
+        tick = upbit.tick_for(spot, ub.asks[0].price) if ub.asks else Decimal(1)
         cap = self.config.capital
         ex = self.config.execution
         return size_enter(
             requested_qty=sig.qty or ZERO,
             upbit_book=ub, binance_book=bb,
-            upbit_rules=self.upbit.rules(spot), binance_rules=self.binance.rules(perp),
+            upbit_rules=upbit.rules(spot), binance_rules=binance.rules(perp),
             upbit_tick=tick,
             krw_free=self.capital.krw_free, usdt_available=self.capital.usdt_available,
             krw_reserved=self.capital.reserved_krw, usdt_reserved=self.capital.reserved_usdt,
@@ -513,7 +523,7 @@ class KimpEngine:
     ) -> tuple[OrderRequest, OrderRequest]:
         """The ENTER pair: Upbit buy (limit IOC, or a KRW market buy) and Binance short."""
         x = self.executor
-        spot, perp = self.spot_symbol(sig.coin), self.perp_symbol(sig.coin)
+        spot, perp = self._symbols[sig.coin]
         if self.config.execution.upbit_buy_mode == "market_krw":
             req_u = OrderRequest(
                 symbol=spot, side="buy", type="market",
@@ -539,12 +549,12 @@ class KimpEngine:
 
     async def _enter_sized(self, sig, size, ub, bb, timings) -> ExecutionReport:
         coin = sig.coin
-        spot, perp = self.spot_symbol(coin), self.perp_symbol(coin)
+        spot, perp = self._symbols[coin]
         ex_cfg = self.config.execution
         j = self.journal
         x = self.executor
         legs = LegBook()
-        fx = await self.market.fx(max_age=30.0)
+        fx = self.market.fresh_fx(30.0) or await self.market.fx(max_age=30.0)
         plan: dict[str, Any] | None = self._entry_plan(sig, size, fx)
         qty = size.qty
         notes: list[str] = []

@@ -642,7 +642,9 @@ class Journal:
 
     @staticmethod
     def _signal_params(sig: Any, now: int) -> list[Any]:
-        return [sig.id, sig.action, sig.coin, _s(sig.qty), sig.ts_ms, sig.ttl_ms, _s(sig.kimp), now]
+        qty, kimp = sig.qty, sig.kimp
+        return [sig.id, sig.action, sig.coin, None if qty is None else str(qty), sig.ts_ms, sig.ttl_ms,
+                None if kimp is None else str(kimp), now]
 
     def signal_status(self, signal_id: str) -> str | None:
         """The journaled status of a signal id, or None if it was never recorded."""
@@ -715,10 +717,13 @@ class Journal:
         if cid in self._known_orders:
             # what the PRIMARY KEY would say at commit time, said before anything is sent
             raise sqlite3.IntegrityError(f"UNIQUE constraint failed: orders.client_id ({cid})")
+        # (_s inlined: this runs on the order path, twice per pair)
+        qty, price, quote = o.get("qty"), o.get("price"), o.get("quote_amount")
         return [
             ("order", [cid, o["signal_id"], o["exchange"], o["symbol"], o["purpose"], o["attempt"],
-                       o["side"], o["type"], o.get("tif"), _s(o.get("qty")), _s(o.get("price")),
-                       _s(o.get("quote_amount")), int(o.get("reduce_only", False)), now, now]),
+                       o["side"], o["type"], o.get("tif"), None if qty is None else str(qty),
+                       None if price is None else str(price), None if quote is None else str(quote),
+                       int(o.get("reduce_only", False)), now, now]),
             ("order_event", [cid, now, "intent", detail]),
         ]
 
@@ -764,7 +769,9 @@ class Journal:
         sent nothing, so recording it only now loses no de-duplication that matters.
         """
         self._write(self._intents_write(rows, signal, plan))
-        self._known_orders.update(o["client_id"] for o in rows)
+        known = self._known_orders
+        for o in rows:
+            known.add(o["client_id"])
 
     def rehearse_intents(
         self, rows: list[dict[str, Any]], *, signal: Any = None, plan: dict[str, Any] | None = None
@@ -779,7 +786,8 @@ class Journal:
         if signal is not None:
             write.append(("signal", self._signal_params(signal, now)))
         if plan is not None:
-            detail = {k: v for k, v in plan.items() if k != "coin"}
+            detail = dict(plan)
+            detail.pop("coin", None)
             write.append(("recovery", [signal.id if signal is not None else rows[0]["signal_id"],
                                        plan.get("coin", ""), "plan",
                                        _detail_encoder.encode(detail).decode(), now]))

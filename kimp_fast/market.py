@@ -68,13 +68,27 @@ class MarketData:
             return hit[1]
         return None
 
+    def fresh_pair(self, coin: str, max_age: float) -> tuple[OrderBook, OrderBook] | None:
+        """Both books of ``coin`` if both are cached and at most ``max_age`` seconds old
+        (no await: the order path's usual case), else None: use :meth:`pair`."""
+        if max_age <= 0:
+            return None
+        books = self._books
+        ub = books.get(("upbit", self.e.spot_symbol(coin)))
+        bb = books.get(("binance", self.e.perp_symbol(coin)))
+        if ub is None or bb is None:
+            return None
+        now = time.monotonic()
+        if now - ub[0] > max_age or now - bb[0] > max_age:
+            return None
+        return ub[1], bb[1]
+
     async def pair(self, coin: str, max_age: float) -> tuple[OrderBook, OrderBook]:
-        spot, perp = self.e.spot_symbol(coin), self.e.perp_symbol(coin)
         # Fast path: both cached and fresh — no tasks, no scheduling on the order path.
-        ub = self.fresh("upbit", spot, max_age)
-        bb = self.fresh("binance", perp, max_age)
-        if ub is not None and bb is not None:
-            return ub, bb
+        books = self.fresh_pair(coin, max_age)
+        if books is not None:
+            return books
+        spot, perp = self.e.spot_symbol(coin), self.e.perp_symbol(coin)
         return await asyncio.gather(self.book("upbit", spot, max_age), self.book("binance", perp, max_age))
 
     async def fx(self, max_age: float = 5.0) -> Decimal:
@@ -85,6 +99,15 @@ class MarketData:
         if m is None or m <= 0:
             raise RuntimeError(f"no FX quote: the {source} book is empty")
         return m
+
+    def fresh_fx(self, max_age: float) -> Decimal | None:
+        """:meth:`fx` from a cached book at most ``max_age`` seconds old (no await), or
+        None when that needs a fetch or the book gives no quote (:meth:`fx` says why)."""
+        book = self.fresh("upbit", self.e.fx_symbol, max_age)
+        if book is None or not book.bids or not book.asks:
+            return None
+        m = (book.bids[0].price + book.asks[0].price) / 2
+        return m if m > 0 else None
 
     def cached(self, exchange: str, symbol: str) -> tuple[float, OrderBook] | None:
         return self._books.get((exchange, symbol))
@@ -133,6 +156,17 @@ class Capital:
         if self._refresh is not None:
             self._refresh.cancel()
             self._refresh = None
+
+    def current(self) -> bool:
+        """True when the balances are as fresh as :meth:`ready` would make them without
+        waiting: no refresh pending, or the last one finished cleanly (taken as done)."""
+        task = self._refresh
+        if task is None:
+            return True
+        if not task.done() or task.cancelled() or task.exception() is not None:
+            return False
+        self._refresh = None
+        return True
 
     async def ready(self) -> None:
         task = self._refresh

@@ -181,6 +181,8 @@ class OrderRequest(msgspec.Struct, frozen=True, kw_only=True):
             raise ValueError(f"time_in_force: expected gtc/ioc/fok or None, got {self.time_in_force!r}")
         for name in ("quantity", "price", "quote_amount"):
             v = getattr(self, name)
+            if v is None or (type(v) is Decimal and v.is_finite() and v > 0):
+                continue  # the engine's own orders: already exact (and one call cheaper)
             d = _positive(v, name, allow_none=True)
             if d is not v:
                 _set(self, name, d)

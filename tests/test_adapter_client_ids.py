@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 
 import pytest
@@ -10,6 +12,7 @@ from hypothesis import strategies as st
 
 from adapters_direct.client_ids import (
     LEGS,
+    client_id_stem,
     is_valid_binance_client_id,
     is_valid_upbit_identifier,
     make_client_id,
@@ -25,6 +28,27 @@ def test_readable_and_deterministic() -> None:
     assert cid.endswith("-UE0")
     assert make_client_id("sig-000123", "upbit-entry", 0) == cid
     assert make_client_id("sig-000123", "UE", 0) == cid  # the code works as well as the name
+
+
+def test_pinned_ids_never_change() -> None:
+    # A restart rebuilds the ids of orders in flight from the journal's signal ids: an id
+    # that changed between versions would be an order the engine no longer recognises.
+    assert make_client_id("sig-000123", "UE", 0) == "sig-000123-cq7tyimv5dl7-UE0"
+    assert make_client_id("research/run 7: ENTER BTC", "BX", 12, namespace="engine-b") == (
+        "research_run_7__E-sqmscs2codvw-BX12"
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(signal_id=st.text(min_size=1, max_size=80), namespace=st.sampled_from(["", "engine-b", "a/b"]))
+def test_hash_is_base32_of_blake2b(signal_id: str, namespace: str) -> None:
+    # the documented construction, rebuilt here with the standard library
+    h = hashlib.blake2b(digest_size=8)
+    h.update(namespace.encode() + b"\x00" + signal_id.encode())
+    digest = base64.b32encode(h.digest()).decode("ascii").lower()[:12]
+    prefix = re.sub(r"[^A-Za-z0-9_-]", "_", signal_id[:17])
+    assert client_id_stem(signal_id, namespace) == f"{prefix}-{digest}"
+    assert make_client_id(signal_id, "BW", 7, namespace=namespace) == f"{prefix}-{digest}-BW7"
 
 
 def test_every_part_changes_the_id() -> None:
