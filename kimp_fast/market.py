@@ -148,9 +148,17 @@ class Capital:
         if self._refresh is not None and not self._refresh.done():
             return
         self._refresh = asyncio.ensure_future(self.refresh())
-        # ready() re-raises a failure; retrieve it here too so an engine closed before
-        # the next signal never logs "exception was never retrieved".
-        self._refresh.add_done_callback(lambda t: t.cancelled() or t.exception())
+        self._refresh.add_done_callback(self._refreshed)
+
+    def _refreshed(self, task: asyncio.Task[None]) -> None:
+        # A clean refresh is forgotten here, off the order path, so that current() is one
+        # attribute test. A failure stays for ready() to re-raise; retrieving it here too
+        # means an engine closed before the next signal never logs "exception was never
+        # retrieved".
+        if task.cancelled() or task.exception() is not None:
+            return
+        if self._refresh is task:
+            self._refresh = None
 
     def cancel(self) -> None:
         if self._refresh is not None:
@@ -158,15 +166,9 @@ class Capital:
             self._refresh = None
 
     def current(self) -> bool:
-        """True when the balances are as fresh as :meth:`ready` would make them without
-        waiting: no refresh pending, or the last one finished cleanly (taken as done)."""
-        task = self._refresh
-        if task is None:
-            return True
-        if not task.done() or task.cancelled() or task.exception() is not None:
-            return False
-        self._refresh = None
-        return True
+        """True when :meth:`ready` has nothing to wait for or retry: no refresh in flight
+        and none failed (a clean one is forgotten when it finishes)."""
+        return self._refresh is None
 
     async def ready(self) -> None:
         task = self._refresh
