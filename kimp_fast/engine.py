@@ -599,7 +599,7 @@ class KimpEngine:
                 timings["build"] = _us(t, tb)
                 # Both requests are written here, before the first await (the slower
                 # venue's first); then both answers are awaited together.
-                sent_b = x.start("binance", req_b, reserved=False)
+                sent_b = x.start("binance", req_b, reserved=False, flush=False)
                 sent_u = x.start("upbit", req_u, reserved=False)
                 out_b, out_u = await asyncio.gather(sent_b, sent_u)
                 ts = time.perf_counter_ns()
@@ -796,7 +796,7 @@ class KimpEngine:
         ], signal=sig, plan=plan)
         tb = time.perf_counter_ns()
         timings["build"] = _us(t1, tb)
-        sent_b = x.start("binance", req_b, reserved=False)  # both written before the first await
+        sent_b = x.start("binance", req_b, reserved=False, flush=False)  # both written before the first await
         sent_u = x.start("upbit", req_u, reserved=False)
         out_b, out_u = await asyncio.gather(sent_b, sent_u)
         ts = time.perf_counter_ns()

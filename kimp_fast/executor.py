@@ -102,15 +102,20 @@ class PairExecutor:
         req: OrderRequest,
         *,
         reserved: bool,
+        flush: bool = True,
     ) -> Awaitable[OrderResult | AdapterError]:
         """:meth:`place`, started now: a direct adapter writes the request before this
         returns (``start_order``), so the two legs of a pair started one after the other
-        are both on the wire before the engine yields. Await the outcome."""
+        are both on the wire before the engine yields. Await the outcome.
+
+        The intent is in the journal's redo file; its SQLite rows follow while this
+        request is on the network (``flush_soon`` waits two turns). ``flush=False`` for
+        the first leg of a pair leaves that to the second, after both writes."""
         self._sent_at[req.client_id] = time.monotonic()
-        # The intent is in the journal's redo file; its SQLite rows follow while this
-        # request (and a concurrent leg) is on the network (flush_soon waits two turns).
-        self.e.journal.flush_soon()
-        return self._outcome(exchange, req, self.e.adapter(exchange).start_order(req, reserved=reserved))
+        pending = self._outcome(exchange, req, self.e.adapter(exchange).start_order(req, reserved=reserved))
+        if flush:
+            self.e.journal.flush_soon()
+        return pending
 
     async def _outcome(
         self, exchange: str, req: OrderRequest, pending: Awaitable[OrderResult]
