@@ -64,6 +64,18 @@ def test_probe_json_has_the_documented_shape(probe_report: dict) -> None:
     assert any(t["target"].startswith("signal -> both orders written") for t in r["targets"])
 
 
+def test_probe_counts_the_calls_before_both_writes(probe_report: dict) -> None:
+    calls = probe_report["variants"][VARIANT]["calls_to_wire"]
+    assert calls["complete"] is True  # both orders were written inside submit()
+    counts = dict(calls["by_function"])
+    assert sum(counts.values()) == calls["python"] + calls["c"]
+    assert calls["python"] == sum(n for name, n in counts.items() if not name.startswith("C "))
+    # the engine's path from submit() to both adapters is in it; the probe's marks are not
+    for module, function in (("engine.py", "submit"), ("binance.py", "start_order"), ("upbit.py", "start_order")):
+        assert any(name.startswith(module) and name.endswith(f"({function})") for name in counts), function
+    assert not any("_recorder.py" in name for name in counts)
+
+
 def test_probe_legs_are_concurrent(probe_report: dict) -> None:
     [row] = probe_report["concurrency"]
     assert (row["d1_ms"], row["d2_ms"], row["n"]) == (30, 30, 2)

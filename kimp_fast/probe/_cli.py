@@ -140,6 +140,12 @@ def print_summary(report: dict[str, Any], out: Any = sys.stdout) -> None:
         print(f"{name:34} {v.get('n', 0):>4} {_fmt(v.get('signal_to_wire_us')):>12} "
               f"{_fmt(v.get('signal_to_wire_us'), 'p99'):>10} {_fmt(v.get('overhead_us')):>13} "
               f"{_fmt(v.get('overhead_us'), 'p99'):>10} {_fmt(v.get('total_us')):>10}", file=out)
+    for name, v in report["variants"].items():
+        calls = v.get("calls_to_wire")
+        if calls and "python" in calls:
+            print(f"{name}: one ENTER makes {calls['python']} Python and {calls['c']} C function calls "
+                  f"before both orders are written" + ("" if calls["complete"] else " (a leg went out later)"),
+                  file=out)
     for c in report.get("concurrency", []):
         if c.get("legs_overlapped_share") is None:
             print(f"concurrency Upbit {c['d1_ms']:g} ms / Binance {c['d2_ms']:g} ms: no sample", file=out)

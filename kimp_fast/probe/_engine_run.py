@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -90,6 +91,8 @@ class RunSpec:
     #: the simulator answers Upbit orders "wait" (as the real venue does): one follow-up
     #: ``GET /v1/order`` per immediate Upbit order
     upbit_answer_pending: bool = False
+    #: also count the function calls of one ENTER up to both writes (DIRECT, traced only)
+    count_calls: bool = False
     progress: bool = True
 
 
@@ -190,6 +193,55 @@ class _Runner:
                 return None
         return sample(t0, t1, report, marks)
 
+    async def count_calls(self) -> dict[str, Any]:
+        """The function calls one ENTER makes from ``submit()`` until both orders are
+        written (``sys.setprofile``; the probe's own marks excluded): the length of the
+        path in a unit that, unlike microseconds, a shared machine's noise does not move.
+        Then an EXIT flattens the position."""
+        from kimp_fast.models import Signal
+
+        calls: Counter[str] = Counter()
+        mine = _recorder_file()
+
+        def prof(frame: Any, event: str, arg: Any) -> None:
+            code = frame.f_code
+            if code.co_filename == mine:
+                return
+            if event == "call":
+                calls[f"{Path(code.co_filename).name}:{code.co_firstlineno}({code.co_name})"] += 1
+            elif event == "c_call":
+                calls[f"C {getattr(arg, '__qualname__', None) or repr(arg)}"] += 1
+
+        def stop() -> None:
+            if all(c.wire for c in self.clocks.values()):
+                sys.setprofile(None)
+
+        await self._pace()
+        self._seq += 1
+        sig = Signal(id=f"probe-{self._run_id}-{self._seq}-calls", action="ENTER", coin="BTC",
+                     ts_ms=time.time_ns() // 1_000_000, qty=self.qty, ttl_ms=10_000)
+        for c in self.clocks.values():
+            c.reset()
+            c.on_wire = stop
+        sys.setprofile(prof)
+        try:
+            report = await self.engine.submit(sig)
+        finally:
+            sys.setprofile(None)
+            for c in self.clocks.values():
+                c.on_wire = None
+        if report.status != "filled":
+            return {"error": f"ENTER {report.status}: {report.reason[:200]}"}
+        complete = all(c.wire for c in self.clocks.values())
+        await self.submit("EXIT")
+        python = sum(n for k, n in calls.items() if not k.startswith("C "))
+        return {
+            "complete": complete,  # False: a leg was not written before submit() returned
+            "python": python,
+            "c": sum(calls.values()) - python,
+            "by_function": [[k, n] for k, n in calls.most_common()],
+        }
+
     async def round_trips(self, n: int, label: str, profiler: cProfile.Profile | None = None
                           ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         enters: list[dict[str, Any]] = []
@@ -261,6 +313,8 @@ async def _run(spec: RunSpec, variant: Variant, sim: SimProcess) -> dict[str, An
                         "errors": runner.errors[:20],
                         "error_count": len(runner.errors),
                     }
+                    if spec.count_calls and variant.traced and variant.adapter == "direct":
+                        result["calls_to_wire"] = await runner.count_calls()
                     if spec.pairs:
                         result["pairs"] = await _pairs(spec, runner, control)
                     if spec.profile_n > 0:
@@ -277,6 +331,12 @@ async def _run(spec: RunSpec, variant: Variant, sim: SimProcess) -> dict[str, An
                     except Exception as exc:  # noqa: BLE001 - after the measurement: report only
                         result["errors"].append(f"final balance refresh: {type(exc).__name__}: {exc}")
                     return result
+
+
+def _recorder_file() -> str:
+    from . import _recorder
+
+    return _recorder.__file__
 
 
 async def _spin() -> None:

@@ -42,6 +42,8 @@ DEFINITIONS = {
     "parse": "per leg: response headers -> place_order returns (body read, decode, normalize)",
     "post_legs": "last place_order return -> submit() returns (leg journaling, resolve, settle, journal)",
     "total": "submit() entry -> submit() returns, measured by the probe",
+    "calls_to_wire": "one ENTER, first block (DIRECT, traced variants): Python and C function calls from "
+                     "submit() entry until both orders are written (sys.setprofile; the probe's marks excluded)",
 }
 
 
@@ -210,7 +212,7 @@ def run_probe(
         for name in variants:
             if progress:
                 print(f"[probe] {name}: block {b + 1}/{len(sizes)} ({rt} round trips)", file=sys.stderr, flush=True)
-            r = job(name, rt)
+            r = job(name, rt, count_calls=b == 0)
             m = merged[name]
             if not r.get("available"):
                 m["unavailable"].append(r.get("reason", "unknown"))
@@ -219,6 +221,8 @@ def run_probe(
             m["exit"] += r["exit"]
             m["errors"] += r["errors"]
             m["error_count"] += r["error_count"]
+            if "calls_to_wire" in r:
+                m["calls_to_wire"] = r["calls_to_wire"]
             if r.get("sim_service_us", {}).get("median") is not None:
                 m["sim_service_p50_us"].append(round(r["sim_service_us"]["median"], 1))
     for name in variants:
@@ -234,6 +238,8 @@ def run_probe(
             "sim_service_p50_us_per_block": m["sim_service_p50_us"], "error_count": m["error_count"],
             "errors": m["errors"][:20], "failed_blocks": m["unavailable"],
         }
+        if "calls_to_wire" in m:
+            report["variants"][name]["calls_to_wire"] = m["calls_to_wire"]
     conc_variant = HEADLINE if HEADLINE in variants else variants[0]
     if pairs:
         if progress:

@@ -43,11 +43,13 @@ class LegClock:
     """The marks of the order leg currently in flight on one exchange."""
 
     __slots__ = ("exchange", "active", "adapter_in", "req_start", "wire", "resp_end", "adapter_out",
-                 "requests", "order_requests")
+                 "requests", "order_requests", "on_wire")
 
     def __init__(self, exchange: str) -> None:
         self.exchange = exchange
         self.active = False
+        #: called right after ``wire`` is marked on the order lane (the call count's stop)
+        self.on_wire: Any = None
         self.reset()
 
     def reset(self) -> None:
@@ -124,8 +126,11 @@ class WireMarks:
             clock.req_start = _now()
 
     def request_written(self, method: str, path: str) -> None:
-        if self._mine and not self._clock.wire:
-            self._clock.wire = _now()
+        clock = self._clock
+        if self._mine and not clock.wire:
+            clock.wire = _now()
+            if clock.on_wire is not None:
+                clock.on_wire()
 
     def response_end(self, method: str, path: str, status: int) -> None:
         if self._mine:
