@@ -31,7 +31,7 @@ import ssl as _ssl
 import time
 import zlib
 from collections.abc import Mapping
-from typing import Any, NoReturn, Protocol
+from typing import Any, Protocol
 
 from yarl import URL
 
@@ -569,9 +569,7 @@ class WirePool:
         parts = [method, " ", target, " HTTP/1.1\r\n", self._common]
         if headers:
             for name, value in headers.items():
-                # header injection: a CR or LF would end the header and start another
-                if "\r" in value or "\n" in value or "\r" in name or "\n" in name or ":" in name:
-                    _bad_header(name)
+                _check_header(name, value)
                 parts += (name, ": ", value, "\r\n")
         if body is not None:
             parts += ("Content-Length: ", str(len(body)), "\r\n\r\n")
@@ -731,8 +729,4 @@ def _expire(waiter: asyncio.Future[Any]) -> None:
 def _check_header(name: str, value: str) -> None:
     # Header injection: a CR or LF would end the header and start another.
     if "\r" in value or "\n" in value or "\r" in name or "\n" in name or ":" in name:
-        _bad_header(name)
-
-
-def _bad_header(name: str) -> NoReturn:
-    raise ValueError(f"order lane: header {name.split(chr(10))[0][:40]!r} contains a forbidden character")
+        raise ValueError(f"order lane: header {name.split(chr(10))[0][:40]!r} contains a forbidden character")

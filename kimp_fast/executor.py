@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Sequence
 from decimal import ROUND_DOWN, Decimal
 from typing import TYPE_CHECKING
 
-from adapters_direct.client_ids import MAX_ATTEMPT, client_id_stem, make_client_id
+from adapters_direct.client_ids import make_client_id
 from adapters_direct.errors import AdapterError, OrderNotFound, OutcomeUnknown
 
 from .legs import LegBook, repair_route
@@ -81,10 +81,7 @@ class PairExecutor:
 
     # -- one order ------------------------------------------------------------------
     def client_id(self, signal_id: str, exchange: str, purpose: str, attempt: int) -> str:
-        if not 0 <= attempt <= MAX_ATTEMPT:
-            return make_client_id(signal_id, _LEG_CODE[(exchange, purpose)], attempt)  # raises the error
-        # make_client_id's result, from the stem the signal's legs share (cached)
-        return f"{client_id_stem(signal_id)}-{_LEG_CODE[(exchange, purpose)]}{attempt}"
+        return make_client_id(signal_id, _LEG_CODE[(exchange, purpose)], attempt)
 
     async def place(
         self,

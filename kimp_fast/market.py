@@ -104,10 +104,8 @@ class MarketData:
         """:meth:`fx` from a cached book at most ``max_age`` seconds old (no await), or
         None when that needs a fetch or the book gives no quote (:meth:`fx` says why)."""
         book = self.fresh("upbit", self.e.fx_symbol, max_age)
-        if book is None or not book.bids or not book.asks:
-            return None
-        m = (book.bids[0].price + book.asks[0].price) / 2
-        return m if m > 0 else None
+        m = mid(book) if book is not None else None
+        return m if m is not None and m > 0 else None
 
     def cached(self, exchange: str, symbol: str) -> tuple[float, OrderBook] | None:
         return self._books.get((exchange, symbol))
