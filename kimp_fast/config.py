@@ -524,6 +524,9 @@ class OneLegConfig(_Section):
     max_retries: int = _setting(3, _int(0, 20))
     retry_delays: tuple[float, ...] = _setting((1.0, 2.0, 4.0), _delays())
     emergency_hedge: bool = _setting(True, _bool())
+    #: ENTERs in a row that ended fully unwound because the same venue did not fill its
+    #: leg; reaching it halts new entries with a critical alert (0 = never)
+    max_consecutive_unwinds: int = _setting(2, _int(0, 1000))
 
     def _cross_check(self) -> None:
         if self.max_retries > 0 and not self.retry_delays:
@@ -581,12 +584,20 @@ class RiskConfig(_Section):
     margin_ratio_warning: Decimal = _setting(Decimal("0.5"), _ratio(below_one=True))
     margin_ratio_critical: Decimal = _setting(Decimal("0.8"), _ratio())
     liquidation_distance_warning: Decimal = _setting(Decimal("0.15"), _ratio(below_one=True))
+    #: liquidation price within this fraction of the mark price: critical, new entries halted
+    liquidation_distance_critical: Decimal = _setting(Decimal("0.05"), _ratio(below_one=True))
 
     def _cross_check(self) -> None:
         if self.margin_ratio_warning >= self.margin_ratio_critical:
             raise self._err(
                 "margin_ratio_warning",
                 f"must be below margin_ratio_critical ({self.margin_ratio_critical}), got {self.margin_ratio_warning}",
+            )
+        if self.liquidation_distance_critical >= self.liquidation_distance_warning:
+            raise self._err(
+                "liquidation_distance_critical",
+                f"must be below liquidation_distance_warning ({self.liquidation_distance_warning}),"
+                f" got {self.liquidation_distance_critical}",
             )
 
 

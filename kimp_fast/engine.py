@@ -110,6 +110,8 @@ class KimpEngine:
         self._tasks: list[asyncio.Task[Any]] = []
         self._risk_halt = ""
         self._risk_level: dict[str, str] = {}
+        # venue that failed to fill its leg -> ENTERs fully unwound in a row for that cause
+        self._unwinds: dict[str, int] = {}
         self._open = False
         self._positions: dict[str, HedgedPosition] | None = None
         self._inflight: dict[str, Signal] = {}  # signals being processed, by id
@@ -254,15 +256,18 @@ class KimpEngine:
         halted, reason, _ = self.journal.halt_state()
         return reason if halted else ""
 
-    def halt(self, reason: str, *, source: str = "api") -> None:
+    def halt(self, reason: str, *, source: str = "api", entries_only: bool = False) -> None:
+        """Turn the kill switch on (journaled: it outlives a restart and is seen by the
+        CLI). ``entries_only`` refuses new ENTERs but lets EXITs through."""
         assert self.journal is not None
-        self.journal.set_halt(reason, source)
-        self._notify(Severity.CRITICAL, "engine halted", reason)
+        self.journal.set_halt(reason, source, entries_only=entries_only)
+        self._notify(Severity.CRITICAL, "new entries halted" if entries_only else "engine halted", reason)
 
     def resume(self, *, source: str = "api") -> None:
         assert self.journal is not None
         self.journal.clear_halt(source)
         self._risk_halt = ""
+        self._unwinds.clear()
         self._notify(Severity.WARNING, "engine resumed", f"kill switch cleared by {source}")
 
     def positions(self) -> dict[str, HedgedPosition]:
@@ -277,6 +282,7 @@ class KimpEngine:
         return {
             "halted": halted,
             "halt_reason": reason,
+            "halt_scope": ("entries" if self.journal.halt_entries_only else "all") if halted else "",
             "risk_halt": self._risk_halt,
             "breakers": {k: b.snapshot() for k, b in self.breakers.items()},
             "capital": self.capital.snapshot(),
@@ -416,7 +422,8 @@ class KimpEngine:
     def _gate(self, sig: Signal) -> str:
         halted, reason, _ = self.journal.halt_state()
         if halted:
-            return f"engine halted: {reason}"
+            if sig.action == "ENTER" or not self.journal.halt_entries_only:
+                return f"engine halted: {reason}"
         if sig.action == "ENTER" and self._risk_halt:
             return f"new entries halted by the risk monitor: {self._risk_halt}"
         for name, b in self.breakers.items():
@@ -697,7 +704,30 @@ class KimpEngine:
         timings["journal"] = _us(tj, time.perf_counter_ns())
         if status == "manual_required":
             self._manual(report)
+        elif outcome == "unwound" and position is None:
+            self._count_unwind(sig, legs, reason)
+        elif self._unwinds:
+            self._unwinds.clear()  # both venues filled: whatever refused before works again
         return report
+
+    def _count_unwind(self, sig: Signal, legs: LegBook, why: str) -> None:
+        """An ENTER ended fully unwound: one venue filled and had to be sold back because
+        the other did not fill. Every such signal costs the spread and two fees, and a
+        venue that refuses every order (margin, a changed filter, a banned key) makes
+        every later ENTER do the same. ``[one_leg] max_consecutive_unwinds`` in a row
+        for the same venue halt new entries (EXITs still run)."""
+        unwound = [ex for ex in ("upbit", "binance") if legs.bought[ex] > 0 and legs.sold[ex] > 0]
+        failed = {"upbit": "binance", "binance": "upbit"}[unwound[0]] if len(unwound) == 1 else "both venues"
+        n = self._unwinds.get(failed, 0) + 1
+        self._unwinds = {failed: n}  # another cause starts a new count
+        self.journal.recovery_step(sig.id, sig.coin, "unwind-count", venue=failed, consecutive=n)
+        limit = self.config.one_leg.max_consecutive_unwinds
+        if limit and n >= limit:
+            self.halt(
+                f"{n} ENTERs in a row fully unwound because {failed} did not fill its leg "
+                f"(last: signal {sig.id}: {why[:300]}); check {failed} before resuming",
+                source="engine", entries_only=True,
+            )
 
     @staticmethod
     def _round_trip_pnl(legs: LegBook, fx: Decimal) -> Decimal:
@@ -753,19 +783,19 @@ class KimpEngine:
             return self._refuse(sig, f"qty rounds to 0 at the lot step {lot}", timings, status="rejected")
         spot_qty = (spot_qty / urules.qty_step).to_integral_value(rounding=ROUND_DOWN) * urules.qty_step
         exit_cfg = self.config.exit
-        fund_task = None
-        if exit_cfg.include_funding:
-            fund_task = asyncio.ensure_future(self.binance.get_funding_income(perp, pos.opened_ts_ms))
+        # Funding is read whatever include_funding says: the flag may change the decision
+        # only, the recorded P&L is always what the account received.
+        fund_task = asyncio.ensure_future(self._position_funding(pos))
         try:
             (ub, bb), fx = await asyncio.gather(self.market.pair(coin, 0.0), self.market.fx(max_age=0.0))
-            funding = await fund_task if fund_task is not None else ZERO
+            funding = await fund_task
         except AdapterError as exc:
-            if fund_task is not None:
-                fund_task.cancel()
+            fund_task.cancel()
             return self._refuse(sig, f"cannot value the exit: {_err_text(exc)}", timings)
         est = estimate_exit(
             position=pos, qty=min(qty, pos.qty), upbit_book=ub, binance_book=bb, fx=fx,
-            upbit_fee=urules.taker_fee, binance_fee=brules.taker_fee, funding_usdt=funding,
+            upbit_fee=urules.taker_fee, binance_fee=brules.taker_fee,
+            funding_usdt=funding if exit_cfg.include_funding else ZERO,
         )
         timings["size"] = _us(t, time.perf_counter_ns())
         if est.reason or (est.net_krw <= exit_cfg.min_net_profit and not exit_cfg.allow_loss_exit):
@@ -867,6 +897,7 @@ class KimpEngine:
                 entry_fees_krw=pos.entry_fees_krw * keep, entry_fees_usdt=pos.entry_fees_usdt * keep,
                 opened_ts_ms=pos.opened_ts_ms, signal_id=pos.signal_id, entry_kimp=pos.entry_kimp,
                 spot_residual=residual_after,
+                funding_credited_usdt=pos.funding_credited_usdt + funding_share,
             )
         status = {"hedged": "filled", "recovered": "recovered", "unwound": "unwound", "manual": "manual_required"}[outcome]
         reason = "; ".join(notes)
@@ -973,12 +1004,19 @@ class KimpEngine:
             self._finish(report)
             self._manual(report)
             return report
-        perp = self.perp_symbol(sig.coin)
         funding = ZERO
-        if self.config.exit.include_funding:
-            with contextlib.suppress(AdapterError):
-                funding = await self.binance.get_funding_income(perp, pos.opened_ts_ms)
+        try:
+            funding = await self._position_funding(pos)
+        except AdapterError as exc:
+            notes.append(f"funding income unavailable ({_err_text(exc)}): recorded as 0")
         return await self._settle_exit(sig, pos, legs, fx, funding, None, timings, notes, attempts)
+
+    async def _position_funding(self, pos: HedgedPosition) -> Decimal:
+        """Funding (USDT, + = received) that belongs to ``pos``: the account's funding
+        income on the symbol since the position opened, less what earlier partial EXITs
+        of it already counted — never the same payment twice."""
+        income = await self.binance.get_funding_income(self.perp_symbol(pos.coin), pos.opened_ts_ms)
+        return income - pos.funding_credited_usdt
 
     async def _check_positions(self) -> list[str]:
         problems = []

@@ -155,7 +155,7 @@ _MIGRATIONS: dict[int, str] = {
     );
     CREATE TABLE halts (
         id      INTEGER PRIMARY KEY AUTOINCREMENT,
-        action  TEXT NOT NULL,               -- halt | resume
+        action  TEXT NOT NULL,               -- halt | halt_entries | resume
         reason  TEXT NOT NULL DEFAULT '',
         source  TEXT NOT NULL DEFAULT '',
         ts_ms   INTEGER NOT NULL
@@ -326,6 +326,7 @@ class Journal:
         self._halt_map: mmap.mmap | None = None
         self._halt_seen = -1  # the kill-switch stamp halt_state() last read SQLite under
         self._halt_cached: tuple[bool, str, int] = (False, "", 0)
+        self._halt_entries_only = False  # the cached halt refuses ENTERs only (set_halt(entries_only=True))
         self._flush_scheduled = False
         self._broken = ""
         #: client ids whose intent this journal wrote: an update of any other id is
@@ -920,10 +921,15 @@ class Journal:
         if self._halt_map is not None:
             struct.pack_into("<Q", self._halt_map, 0, int.from_bytes(os.urandom(8), "little") | 1)
 
-    def set_halt(self, reason: str, source: str = "engine") -> None:
+    def set_halt(self, reason: str, source: str = "engine", *, entries_only: bool = False) -> None:
+        """Turn the kill switch on. ``entries_only``: refuse new ENTERs but let EXITs
+        through (an exposure to unwind, a venue that refuses every order); a full halt
+        already in force is never narrowed by it."""
+        if entries_only and self.halt_state()[0] and not self._halt_entries_only:
+            entries_only = False
         db = self._db
         with self._tx(db):
-            db.execute(_SQL["halt"], ("halt", reason, source, _now_ms()))
+            db.execute(_SQL["halt"], ("halt_entries" if entries_only else "halt", reason, source, _now_ms()))
         self._stamp_halt()
 
     def clear_halt(self, source: str = "engine", reason: str = "") -> None:
@@ -938,10 +944,18 @@ class Journal:
         if stamp == self._halt_seen:
             return self._halt_cached
         row = self._conn.execute("SELECT id, action, reason FROM halts ORDER BY id DESC LIMIT 1").fetchone()
-        state = (False, "", 0) if row is None else (row["action"] == "halt", row["reason"], row["id"])
+        action = "" if row is None else row["action"]
+        state = (False, "", 0) if row is None else (action in ("halt", "halt_entries"), row["reason"], row["id"])
+        self._halt_entries_only = action == "halt_entries"
         if stamp != -2:
             self._halt_seen, self._halt_cached = stamp, state
         return state
+
+    @property
+    def halt_entries_only(self) -> bool:
+        """True while the kill switch in force refuses ENTERs only (see :meth:`set_halt`)."""
+        self.halt_state()
+        return self._halt_entries_only
 
     def halts(self) -> list[dict[str, Any]]:
         return [dict(r) for r in self._db.execute("SELECT * FROM halts ORDER BY id").fetchall()]

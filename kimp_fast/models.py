@@ -318,6 +318,9 @@ class HedgedPosition(msgspec.Struct, kw_only=True):
     signal_id: str = ""
     entry_kimp: Decimal | None = None
     spot_residual: Decimal = ZERO  # dust below the exchanges' minimums, tracked not chased
+    #: funding received since ``opened_ts_ms`` that earlier partial EXITs already counted
+    #: (the rest of the income since then belongs to this position's quantity)
+    funding_credited_usdt: Decimal = ZERO
 
 
 class ExecutionReport(msgspec.Struct, kw_only=True):

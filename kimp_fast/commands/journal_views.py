@@ -63,7 +63,8 @@ def status_data(j: Any) -> dict[str, Any]:
         "journal": j.path,
         "schema_version": j.schema_version,
         "halted": halted,
-        "halt": ({"reason": last_halt["reason"], "source": last_halt["source"], "ts_ms": last_halt["ts_ms"]}
+        "halt": ({"reason": last_halt["reason"], "source": last_halt["source"], "ts_ms": last_halt["ts_ms"],
+                  "scope": "entries" if last_halt["action"] == "halt_entries" else "all"}
                  if halted and last_halt else None),
         "signals": {"total": sum(j.signal_counts().values()), "by_status": dict(sorted(j.signal_counts().items()))},
         "processing": [s["id"] for s in j.processing_signals()],
@@ -131,7 +132,8 @@ def run_status(args: argparse.Namespace) -> int:
     t.add_row("journal", f"{data['journal']} (schema v{data['schema_version']})")
     if data["halted"]:
         h = data["halt"] or {}
-        t.add_row("engine", Text(f"HALTED since {_ts(h.get('ts_ms'))} by {h.get('source', '?')}: {h.get('reason', '')}",
+        what = "NEW ENTRIES HALTED (EXITs allowed)" if h.get("scope") == "entries" else "HALTED"
+        t.add_row("engine", Text(f"{what} since {_ts(h.get('ts_ms'))} by {h.get('source', '?')}: {h.get('reason', '')}",
                                  style="bold red"))
     else:
         t.add_row("engine", Text("not halted (kill switch clear)", style="green"))

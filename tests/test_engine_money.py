@@ -1,0 +1,136 @@
+"""Money at risk: each scenario drives the real engine against the simulator and judges
+the outcome from the simulator's ledger (what the exchanges hold), not from the engine's
+report. One test per way the engine lost money (docs/RISK_MANAGEMENT.md states the rules).
+"""
+
+from __future__ import annotations
+
+import time
+from decimal import Decimal as D
+
+from kimp_fast.models import Signal
+
+LOT = D("0.001")
+
+
+def sig(i: str, action: str = "ENTER", qty: str | None = "0.01", **kw) -> Signal:
+    return Signal(id=i, action=action, coin="BTC", qty=D(qty) if qty else None,
+                  ts_ms=kw.pop("ts_ms", int(time.time() * 1000)), ttl_ms=kw.pop("ttl_ms", 10_000), **kw)
+
+
+async def krw(control) -> D:
+    bal = (await control.ledger())["balances"]["upbit"].get("KRW", {"balance": "0", "locked": "0"})
+    return D(bal["balance"]) + D(bal.get("locked", "0"))
+
+
+async def test_a_venue_refusing_every_hedge_halts_entries_after_two_unwinds(engine_factory, control):
+    await control.market(premium=0.01, volatility=0.0)
+    async with engine_factory(one_leg={"retry_delays": [0.01], "max_retries": 1}) as engine:
+        await control.fault(exchange="binance", method="POST", path="/fapi/v1/order", kind="reject",
+                            code=-2010, count=1000)
+        start = await krw(control)
+        assert (await engine.submit(sig("e1"))).status == "unwound"
+        assert not engine.halted
+        after_one = await krw(control)
+        assert after_one < start  # every unwind pays the spread and two fees
+        assert (await engine.submit(sig("e2"))).status == "unwound"
+        assert engine.halted and engine.status()["halt_scope"] == "entries"
+        assert "binance did not fill" in engine.halt_reason
+        spent = await krw(control)
+        upbit_orders = len(await control.orders("upbit"))
+        for i in range(3, 6):
+            rep = await engine.submit(sig(f"e{i}"))
+            assert rep.status == "refused" and "halted" in rep.reason
+        assert len(await control.orders("upbit")) == upbit_orders  # nothing more bought and sold back
+        assert await krw(control) == spent
+        # EXITs are not halted by it: an EXIT reaches the position check
+        rep = await engine.submit(sig("x1", "EXIT", None))
+        assert rep.status == "refused" and "no open position" in rep.reason
+        notes = [n for n in engine.journal.notifications() if n["severity"] == "critical"]
+        assert any("new entries halted" in n["title"] for n in notes)
+        engine.resume()
+        await control.clear_faults()
+        assert (await engine.submit(sig("e9"))).status == "filled"
+
+
+async def test_unwinds_for_different_causes_do_not_add_up(engine_factory, control):
+    await control.market(premium=0.01, volatility=0.0)
+    async with engine_factory(one_leg={"retry_delays": [0.01], "max_retries": 1}) as engine:
+        await control.fault(exchange="binance", method="POST", path="/fapi/v1/order", kind="reject",
+                            code=-2010, count=2)  # the entry and its one retry
+        assert (await engine.submit(sig("e1"))).status == "unwound"
+        await control.fault(exchange="upbit", method="POST", path="/v1/orders", kind="reject",
+                            name="insufficient_funds_bid", count=2)
+        assert (await engine.submit(sig("e2"))).status == "unwound"
+        assert not engine.halted  # one unwind per venue: no run of two for one cause
+        assert (await engine.submit(sig("e3"))).status == "filled"
+
+
+async def fx_mid(control) -> D:
+    top = await control.market()
+    return (D(top["KRW-USDT"]["bid"]) + D(top["KRW-USDT"]["ask"])) / 2
+
+
+async def account_value_krw(control, fx: D) -> D:
+    """KRW + USDT at Binance × fx, the coin legs excluded (both flat at the end)."""
+    led = await control.ledger()
+    return await krw(control) + D(led["balances"]["binance"]["USDT"]["balance"]) * fx
+
+
+async def funding_income_usdt(control) -> D:
+    led = await control.ledger()
+    return sum((D(r["income"]) for r in led["income"]["binance"] if r["incomeType"] == "FUNDING_FEE"), D(0))
+
+
+async def charge_funding(control) -> None:
+    await control._call("POST", "clock", {"advance_s": 8 * 3600})
+
+
+async def test_funding_is_counted_once_across_a_partial_and_a_full_exit(engine_factory, control):
+    await control.market(premium=0.01, volatility=0.0, funding_rate=0.01)
+    async with engine_factory() as engine:
+        fx = await fx_mid(control)
+        start = await account_value_krw(control, fx)
+        assert (await engine.submit(sig("e1", qty="0.02"))).status == "filled"
+        await charge_funding(control)
+        received = await funding_income_usdt(control)
+        assert received > D("10")  # 1 % of ~1,920 USDT short: ~19 USDT received
+        await control.market(premium=0.03)
+        first = await engine.submit(sig("x1", "EXIT", "0.01"))
+        assert first.status == "filled", first.reason
+        assert engine.positions()["BTC"].qty == D("0.01")
+        second = await engine.submit(sig("x2", "EXIT", None))
+        assert second.status == "filled", second.reason
+        assert engine.positions() == {}
+        assert first.funding_krw + second.funding_krw == received * fx
+        # what the engine recorded is what the accounts gained, to the KRW
+        realized = first.realized_pnl_krw + second.realized_pnl_krw
+        assert abs(realized - (await account_value_krw(control, fx) - start)) < 1, realized
+
+
+async def test_funding_is_recorded_when_the_exit_rule_ignores_it(engine_factory, control):
+    await control.market(premium=0.01, volatility=0.0, funding_rate=0.01)
+    async with engine_factory(exit={"include_funding": False}) as engine:
+        fx = await fx_mid(control)
+        start = await account_value_krw(control, fx)
+        assert (await engine.submit(sig("e1"))).status == "filled"
+        await charge_funding(control)
+        received = await funding_income_usdt(control)
+        assert received > 0
+        await control.market(premium=0.03)
+        rep = await engine.submit(sig("x1", "EXIT", None))
+        assert rep.status == "filled", rep.reason
+        assert rep.funding_krw == received * fx
+        assert abs(rep.realized_pnl_krw - (await account_value_krw(control, fx) - start)) < 1
+
+
+async def test_ignored_funding_does_not_make_a_losing_exit_pass(engine_factory, control):
+    """include_funding = false: funding paid (a negative rate) does not count against the
+    EXIT, as documented; received funding does not rescue a losing one either."""
+    await control.market(premium=0.02, volatility=0.0, funding_rate=0.05)
+    async with engine_factory(exit={"include_funding": False}) as engine:
+        assert (await engine.submit(sig("e1"))).status == "filled"
+        await charge_funding(control)  # a large payment received
+        await control.market(premium=0.0)
+        rep = await engine.submit(sig("x1", "EXIT", None))
+        assert rep.status == "refused" and "not profitable" in rep.reason
