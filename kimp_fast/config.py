@@ -443,6 +443,9 @@ class BinanceConfig(_Section):
     recv_window_ms: int = _setting(5000, _int(1, 60000))
     leverage: int = _setting(2, _int(1, 20))
     margin_type: str = _setting("CROSSED", _choice("CROSSED", "ISOLATED", upper=True))
+    #: seconds between background reads of the commission rates (0 = only at start and
+    #: before each EXIT, which always reads them)
+    fee_refresh_s: float = _setting(300.0, _float(0.0, 86400.0))
 
     @property
     def key_env_names(self) -> tuple[str, str]:

@@ -195,6 +195,8 @@ class KimpEngine:
         if self.market_poll_s > 0:
             self._tasks.append(asyncio.ensure_future(self._poll_loop()))
         self._tasks.append(asyncio.ensure_future(self._checkpoint_loop()))
+        if cfg.binance.fee_refresh_s > 0:
+            self._tasks.append(asyncio.ensure_future(self._fee_loop(cfg.binance.fee_refresh_s)))
         if cfg.performance.keep_warm_ms > 0:
             self._tasks.append(asyncio.ensure_future(self._warm_loop(cfg.performance.keep_warm_ms / 1000.0)))
 
@@ -787,13 +789,18 @@ class KimpEngine:
         # only, the recorded P&L is always what the account received.
         fund_task = asyncio.ensure_future(self._position_funding(pos))
         try:
-            (ub, bb), fx = await asyncio.gather(self.market.pair(coin, 0.0), self.market.fx(max_age=0.0))
+            # The commission rate is read again (a venue changes it, and a stale rate is
+            # how an EXIT estimated at a profit closes at a loss); it also prices the fee
+            # of the fills that follow.
+            (ub, bb), fx, _ = await asyncio.gather(
+                self.market.pair(coin, 0.0), self.market.fx(max_age=0.0), self.binance.get_commission_rate(perp))
             funding = await fund_task
         except AdapterError as exc:
             fund_task.cancel()
             return self._refuse(sig, f"cannot value the exit: {_err_text(exc)}", timings)
+        brules = self.binance.rules(perp)
         est = estimate_exit(
-            position=pos, qty=min(qty, pos.qty), upbit_book=ub, binance_book=bb, fx=fx,
+            position=pos, qty=qty, spot_qty=spot_qty, upbit_book=ub, binance_book=bb, fx=fx,
             upbit_fee=urules.taker_fee, binance_fee=brules.taker_fee,
             funding_usdt=funding if exit_cfg.include_funding else ZERO,
         )
@@ -1084,6 +1091,19 @@ class KimpEngine:
         if self._risk_halt and not any(lv == "critical" for lv in self._risk_level.values()):
             self._risk_halt = ""
         return out
+
+    async def _fee_loop(self, interval_s: float) -> None:
+        """Re-read Binance's commission rates now and then: sizing and the fees recorded
+        for fills use them (a venue changes its rates without notice)."""
+        while True:
+            await asyncio.sleep(interval_s)
+            for coin in self.config.execution.coins:
+                try:
+                    await self.binance.get_commission_rate(self.perp_symbol(coin))
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # the last known rate stays; the next EXIT reads it again
+                    log.warning("commission rate refresh for %s failed: %s", coin, exc)
 
     async def _checkpoint_loop(self, interval_s: float = 1.0) -> None:
         """WAL checkpoints in a worker thread while no signal is in flight, so that no

@@ -220,12 +220,19 @@ def estimate_exit(
     upbit_fee: Decimal,
     binance_fee: Decimal,
     funding_usdt: Decimal = ZERO,
+    spot_qty: Decimal | None = None,
 ) -> ExitEstimate:
     """Net KRW of closing ``qty`` now: sell spot into Upbit bids, buy back the short from
     Binance asks, both at the VWAP for the size; entry fees (pro rata), exit fees and
     funding received (pro rata) included; the USDT leg converted at ``fx``.
+
+    ``spot_qty`` is what the EXIT sells on Upbit when it differs from the short it buys
+    back (a full EXIT also sells the spot residual a KRW market buy left): the estimate
+    prices exactly the orders the EXIT sends, each leg at its own entry price.
     """
-    sv = vwap(upbit_book.bids, qty)
+    if spot_qty is None:
+        spot_qty = qty
+    sv = vwap(upbit_book.bids, spot_qty)
     pv = vwap(binance_book.asks, qty)
     est = ExitEstimate(qty=qty, spot_exit_price=sv, perp_exit_price=pv, fx=fx)
     try:
@@ -236,12 +243,12 @@ def estimate_exit(
         est.reason = "order book too thin to close the quantity"
         est.net_krw = Decimal("-Infinity")
         return est
-    share = qty / position.qty if position.qty > 0 else ONE
+    share = min(qty / position.qty, ONE) if position.qty > 0 else ONE
     entry_fee_krw = position.entry_fees_krw * share
     entry_fee_usdt = position.entry_fees_usdt * share
-    exit_fee_krw = sv * qty * upbit_fee
+    exit_fee_krw = sv * spot_qty * upbit_fee
     exit_fee_usdt = pv * qty * binance_fee
-    est.spot_pnl_krw = (sv - position.entry_spot_price) * qty - entry_fee_krw - exit_fee_krw
+    est.spot_pnl_krw = (sv - position.entry_spot_price) * spot_qty - entry_fee_krw - exit_fee_krw
     est.funding_usdt = funding_usdt * share
     est.perp_pnl_usdt = (position.entry_perp_price - pv) * qty - entry_fee_usdt - exit_fee_usdt + est.funding_usdt
     est.fees_krw = entry_fee_krw + exit_fee_krw + (entry_fee_usdt + exit_fee_usdt) * fx

@@ -5,8 +5,11 @@ report. One test per way the engine lost money (docs/RISK_MANAGEMENT.md states t
 
 from __future__ import annotations
 
+import asyncio
 import time
 from decimal import Decimal as D
+
+import pytest
 
 from kimp_fast.models import Signal
 
@@ -134,3 +137,75 @@ async def test_ignored_funding_does_not_make_a_losing_exit_pass(engine_factory, 
         await control.market(premium=0.0)
         rep = await engine.submit(sig("x1", "EXIT", None))
         assert rep.status == "refused" and "not profitable" in rep.reason
+
+
+def planned_net(engine, signal_id: str) -> D:
+    import json
+
+    plan = next(s for s in engine.journal.recovery_steps(signal_id) if s["step"] == "plan")
+    return D(json.loads(plan["detail"])["expected_net_krw"])
+
+
+@pytest.mark.parametrize("premium_after,approved", [(0.025, True), (0.0157, False)])
+async def test_market_krw_exit_estimate_prices_the_spot_residual_it_sells(engine_factory, control, premium_after,
+                                                                         approved):
+    """A KRW market buy fills more coin than the short (the spot residual); a full EXIT
+    sells all of it. After BTC falls 8 % the residual loses ~4,700 KRW the estimate must
+    see: at a premium of 2.5 % the EXIT still pays and realises its estimate; at 1.57 %
+    the hedged part alone would look profitable, and the whole EXIT loses."""
+    await control.market(premium=0.01, volatility=0.0)
+    async with engine_factory(execution={"upbit_buy_mode": "market_krw", "max_slippage_bps": "500"}) as engine:
+        rep = await engine.submit(sig("e1"))
+        assert rep.status == "filled", rep.reason
+        pos = engine.positions()["BTC"]
+        assert pos.spot_residual > D("0.0003")  # ~5 % more coin than the short
+        top = await control.market()
+        await control.market(binance_mid=float(D(top["BTCUSDT"]["bid"]) * D("0.92")), premium=premium_after)
+        fx = await fx_mid(control)
+        before = await account_value_krw(control, fx)
+        spot_before, _ = await control.exposure()
+        rep = await engine.submit(sig("x1", "EXIT", None))
+        assert rep.status == ("filled" if approved else "refused"), rep.reason
+        if approved:
+            # frozen, deep market: the estimate the EXIT was approved on is what it realised
+            assert abs(rep.realized_pnl_krw - planned_net(engine, "x1")) < 1, (rep.realized_pnl_krw,
+                                                                                planned_net(engine, "x1"))
+            spot_after, _ = await control.exposure()
+            sold_value = (await account_value_krw(control, fx)) - before
+            assert spot_after == 0 and sold_value > 0
+        else:
+            assert "not profitable" in rep.reason
+
+
+@pytest.mark.parametrize("premium_after,approved", [(0.03, True), (0.016, False)])
+async def test_exit_uses_the_commission_rate_in_force_now(engine_factory, control, premium_after, approved):
+    """Binance raised its taker fee after the ENTER: the EXIT is judged, and its fills are
+    recorded, at the new rate (at 1.6 % the old rate would approve a losing EXIT)."""
+    await control.market(premium=0.01, volatility=0.0)
+    async with engine_factory() as engine:
+        fx = await fx_mid(control)
+        start = await account_value_krw(control, fx)
+        assert (await engine.submit(sig("e1"))).status == "filled"
+        await control.config(fees={"binance_taker": "0.005"})
+        await control.market(premium=premium_after)
+        rep = await engine.submit(sig("x1", "EXIT", None))
+        assert rep.status == ("filled" if approved else "refused"), rep.reason
+        if approved:
+            assert abs(rep.realized_pnl_krw - planned_net(engine, "x1")) < 1
+            realized = rep.realized_pnl_krw
+            assert abs(realized - (await account_value_krw(control, fx) - start)) < 1, realized
+
+
+async def test_the_commission_rate_is_refreshed_in_the_background(engine_factory, control):
+    """The fee recorded for an ENTER's fills follows a rate change without an EXIT first."""
+    await control.market(premium=0.01, volatility=0.0)
+    async with engine_factory(binance={"fee_refresh_s": 0.05}) as engine:
+        await control.config(fees={"binance_taker": "0.002"})
+        for _ in range(100):
+            if engine.binance.rules("BTCUSDT").taker_fee == D("0.002"):
+                break
+            await asyncio.sleep(0.02)
+        assert engine.binance.rules("BTCUSDT").taker_fee == D("0.002")
+        rep = await engine.submit(sig("e1"))
+        b = next(o for o in rep.orders if o.exchange == "binance")
+        assert b.fee == b.quote_filled * D("0.002")
