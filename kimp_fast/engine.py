@@ -112,6 +112,10 @@ class KimpEngine:
         self._risk_level: dict[str, str] = {}
         # venue that failed to fill its leg -> ENTERs fully unwound in a row for that cause
         self._unwinds: dict[str, int] = {}
+        # coin -> signals finished: the risk check compares the exchanges with the journal
+        # only across a window in which no signal of the coin moved either
+        self._settled: dict[str, int] = {}
+        self._mismatches: set[str] = set()  # exchange/journal differences already alerted
         self._open = False
         self._positions: dict[str, HedgedPosition] | None = None
         self._inflight: dict[str, Signal] = {}  # signals being processed, by id
@@ -456,6 +460,7 @@ class KimpEngine:
 
     def _finish(self, report: ExecutionReport, **kw: Any) -> None:
         self.journal.finish_signal(report, signal=self._inflight.get(report.signal_id), **kw)
+        self._settled[report.coin] = self._settled.get(report.coin, 0) + 1
         # The cache follows what was just journaled (re-reading it would flush the
         # journal's pending writes on the next signal's order path).
         position, cleared = kw.get("position"), kw.get("clear_position")
@@ -763,6 +768,8 @@ class KimpEngine:
         if reason:
             return self._refuse(sig, reason, timings)
         assert pos is not None
+        if pos.naked_spot > 0:
+            return await self._exit_naked(sig, pos, timings)
         coin = sig.coin
         spot, perp = self.spot_symbol(coin), self.perp_symbol(coin)
         brules, urules = self.binance.rules(perp), self.upbit.rules(spot)
@@ -792,12 +799,18 @@ class KimpEngine:
             # The commission rate is read again (a venue changes it, and a stale rate is
             # how an EXIT estimated at a profit closes at a loss); it also prices the fee
             # of the fills that follow.
-            (ub, bb), fx, _ = await asyncio.gather(
-                self.market.pair(coin, 0.0), self.market.fx(max_age=0.0), self.binance.get_commission_rate(perp))
+            # The short is read too: an EXIT must never buy back a short the exchange
+            # no longer holds (after a liquidation that sells the spot, fails the
+            # reduce-only buy and buys the spot back — once per signal).
+            (ub, bb), fx, _, bpos = await asyncio.gather(
+                self.market.pair(coin, 0.0), self.market.fx(max_age=0.0), self.binance.get_commission_rate(perp),
+                self.binance.get_position(perp))
             funding = await fund_task
         except AdapterError as exc:
             fund_task.cancel()
             return self._refuse(sig, f"cannot value the exit: {_err_text(exc)}", timings)
+        if -bpos.qty <= short_held - lot:
+            return await self._exit_naked(sig, self._short_lost(coin, pos, -bpos.qty), timings)
         brules = self.binance.rules(perp)
         est = estimate_exit(
             position=pos, qty=qty, spot_qty=spot_qty, upbit_book=ub, binance_book=bb, fx=fx,
@@ -856,6 +869,68 @@ class KimpEngine:
                 notes.append(f"{name}: {_err_text(out)}")
         return await self._settle_exit(sig, pos, legs, fx, funding, est, timings, notes,
                                        attempts={"upbit": 0, "binance": 0})
+
+    async def _exit_naked(self, sig: Signal, pos: HedgedPosition, timings: dict[str, float]) -> ExecutionReport:
+        """Sell the spot that lost its short, alone: a sanctioned unwind of an unhedged
+        exposure, not a close judged by the exit rule (waiting for a profit would be a
+        bet on the coin). The hedged rest of the position, if any, stays for a later EXIT."""
+        coin = sig.coin
+        spot = self.spot_symbol(coin)
+        rules = self.upbit.rules(spot)
+        qty = (pos.naked_spot / rules.qty_step).to_integral_value(rounding=ROUND_DOWN) * rules.qty_step
+        try:
+            book, fx = await asyncio.gather(self.market.book("upbit", spot, max_age=0.0), self.market.fx(max_age=0.0))
+        except AdapterError as exc:
+            return self._refuse(sig, f"cannot price the naked spot: {_err_text(exc)}", timings)
+        bid = book.best_bid()
+        if qty <= 0 or bid is None or qty * bid < rules.min_notional:
+            return self._refuse(sig, f"naked spot {pos.naked_spot} {coin} is below Upbit's minimum order: sell it by hand",
+                                timings)
+        reason = self._permits()
+        if reason:
+            return self._refuse(sig, reason, timings)
+        self.breakers["binance"].release()  # nothing goes to Binance
+        x = self.executor
+        req = OrderRequest(symbol=spot, side="sell", type="market", quantity=qty,
+                           client_id=x.client_id(sig.id, "upbit", "unwind", 1))
+        self.journal.order_intents([x.intent_row(sig.id, "upbit", "unwind", 1, req)], signal=sig,
+                                   plan={"coin": coin, "action": "EXIT", "naked_spot": str(qty), "fx": str(fx)})
+        out = await x.place("upbit", req, reserved=False)
+        legs = LegBook()
+        try:
+            res = await x.resolve("upbit", spot, req.client_id, out)
+        except Unresolved as exc:
+            return await self._unresolved(sig, legs, str(exc), timings, fx)
+        if res is not None:
+            legs.add(res, "unwind")
+        sold = legs.sold["upbit"]
+        if sold <= 0:
+            why = _err_text(out) if isinstance(out, AdapterError) else "no fill"
+            report = ExecutionReport(signal_id=sig.id, action="EXIT", coin=coin, status="rejected",
+                                     reason=f"naked spot not sold: {why}", orders=legs.results, timings_us=timings)
+            self._finish(report)
+            return report
+        left = pos.naked_spot - sold
+        realized = legs.sell_quote["upbit"] - pos.entry_spot_price * sold - legs.fees["upbit"]
+        fees = legs.fees["upbit"]
+        new_pos: HedgedPosition | None = msgspec.structs.replace(pos, naked_spot=left)
+        if pos.qty <= 0 and left * bid < rules.min_notional:
+            # nothing hedged is left: the position ends here, with the entry fees it carried
+            new_pos = None
+            entry_fees = pos.entry_fees_krw + pos.entry_fees_usdt * fx
+            realized -= entry_fees
+            fees += entry_fees
+            if left > 0:
+                self.journal.recovery_step(sig.id, coin, "residual", qty=str(left))
+        report = ExecutionReport(
+            signal_id=sig.id, action="EXIT", coin=coin, status="unwound",
+            reason=f"sold {sold} {coin} of naked spot (its short was gone); the exchange's liquidation loss is"
+                   " not in this P&L", qty=ZERO, orders=legs.results, recovery=["naked spot sold"],
+            realized_pnl_krw=realized, fees_krw=fees, timings_us=timings,
+        )
+        self._finish(report, position=new_pos, clear_position=None if new_pos else coin)
+        self.capital.refresh_soon()
+        return report
 
     async def _settle_exit(self, sig, pos: HedgedPosition, legs: LegBook, fx, funding, est, timings, notes, attempts):
         coin = sig.coin
@@ -1036,6 +1111,11 @@ class KimpEngine:
             expected_spot, expected_short = _held(pos) if pos else (ZERO, ZERO)
             bpos = await self.binance.get_position(perp)
             actual_short = -bpos.qty
+            if pos is not None and actual_short <= expected_short - step:
+                # liquidated (or closed by hand) while the engine was down: the spot is
+                # naked, entries halt, an EXIT may sell it — not a halt of everything
+                pos = self._short_lost(coin, pos, actual_short)
+                expected_spot, expected_short = _held(pos)
             if abs(actual_short - expected_short) >= step:
                 problems.append(
                     f"{perp} short is {actual_short} at Binance, journal expects {expected_short}"
@@ -1061,15 +1141,35 @@ class KimpEngine:
                 log.warning("risk check failed: %s", exc)
 
     async def check_risk(self) -> dict[str, dict[str, str]]:
-        """Margin ratio and liquidation distance of every open short (SPEC §4.3 risk)."""
+        """Every configured coin, each ``[risk] check_interval_s`` (SPEC §4.3 risk):
+
+        * the exchanges' holdings against the journal's position: a short that shrank or
+          vanished (a liquidation, a manual close) turns the spot it hedged into
+          ``naked_spot`` for the next EXIT to sell, and halts new entries; a short or a
+          spot shortfall the journal cannot explain halts new entries too (CRITICAL);
+        * margin ratio and distance to liquidation of the short: warning, then critical
+          (new entries halted) at ``margin_ratio_critical`` or within
+          ``liquidation_distance_critical`` of the liquidation price.
+        """
         risk = self.config.risk
         out: dict[str, dict[str, str]] = {}
-        for coin in self.positions():
-            p = await self.binance.get_position(self.perp_symbol(coin))
+        for coin in self.config.execution.coins:
+            perp = self.perp_symbol(coin)
+            seen = self._settled.get(coin, 0)
+            if self._moving(coin):
+                continue  # a signal is moving the legs: the journal is about to change
+            p = await self.binance.get_position(perp)
+            balances = await self.upbit.get_balances()
+            if self._moving(coin) or self._settled.get(coin, 0) != seen:
+                continue  # a signal ran meanwhile: compare again next time
+            pos = self.positions().get(coin)
+            self._compare_holdings(coin, pos, p, balances.get(coin))
+            if pos is None or p.qty == 0:
+                continue
             ratio = p.maint_margin / p.margin_balance if p.margin_balance > 0 else ZERO
             dist = (p.liquidation_price - p.mark_price) / p.mark_price if p.liquidation_price > 0 and p.mark_price > 0 else None
             level = "ok"
-            if ratio >= risk.margin_ratio_critical:
+            if ratio >= risk.margin_ratio_critical or (dist is not None and dist < risk.liquidation_distance_critical):
                 level = "critical"
             elif ratio >= risk.margin_ratio_warning or (dist is not None and dist < risk.liquidation_distance_warning):
                 level = "warning"
@@ -1091,6 +1191,55 @@ class KimpEngine:
         if self._risk_halt and not any(lv == "critical" for lv in self._risk_level.values()):
             self._risk_halt = ""
         return out
+
+    def _moving(self, coin: str) -> bool:
+        lock = self._locks.get(coin)
+        return lock is not None and lock.locked()
+
+    def _compare_holdings(self, coin: str, pos: HedgedPosition | None, bpos: Any, bal: Any) -> list[str]:
+        """Exchanges against journal for one coin; returns the problems found (each is
+        alerted once, with new entries halted). A short smaller than the journal's is
+        handled by :meth:`_short_lost`."""
+        perp = self.perp_symbol(coin)
+        step = self.binance.rules(perp).qty_step
+        expected_spot, expected_short = _held(pos) if pos else (ZERO, ZERO)
+        actual_short = -bpos.qty
+        problems = []
+        if pos is not None and actual_short <= expected_short - step:
+            self._short_lost(coin, pos, actual_short)
+            pos = self.positions().get(coin)
+            expected_spot, expected_short = _held(pos) if pos else (ZERO, ZERO)
+        if abs(actual_short - expected_short) >= step:
+            problems.append(f"{perp} position is {bpos.qty} at Binance, the journal expects {-expected_short}")
+        have = (bal.total if bal is not None else ZERO)
+        # The wallet may hold more of the coin than the engine bought (the user's own);
+        # holding less than the journal's position means something sold it.
+        if have < expected_spot - step:
+            problems.append(f"Upbit {coin} balance {have} is below the journal's {expected_spot}")
+        for msg in problems:
+            if msg not in self._mismatches:
+                self._mismatches.add(msg)
+                self.halt(f"exchange and journal disagree: {msg}", source="risk", entries_only=True)
+        if not problems:
+            self._mismatches = {m for m in self._mismatches if not m.startswith((perp, f"Upbit {coin} "))}
+        return problems
+
+    def _short_lost(self, coin: str, pos: HedgedPosition, short_now: Decimal) -> HedgedPosition:
+        """The exchange holds less of the short than the journal: the spot it hedged is
+        naked. Record it (the position and why, in one write), halt new entries with a
+        CRITICAL alert; the next EXIT sells the naked spot (see :meth:`_exit_naked`)."""
+        _, short_before = _held(pos)
+        new = _without_short(pos, short_now)
+        self.journal.set_position(new, pos.signal_id, "short-lost", short_journal=str(short_before),
+                                  short_exchange=str(short_now), naked_spot=str(new.naked_spot))
+        if self._positions is not None:
+            self._positions[coin] = new
+        self.halt(
+            f"{coin}: the {self.perp_symbol(coin)} short is {max(short_now, ZERO)} at Binance, the journal held {short_before}"
+            f" (liquidated or closed outside the engine); {new.naked_spot} {coin} of spot is unhedged —"
+            " the next EXIT sells it", source="risk", entries_only=True,
+        )
+        return new
 
     async def _fee_loop(self, interval_s: float) -> None:
         """Re-read Binance's commission rates now and then: sizing and the fees recorded
@@ -1210,8 +1359,24 @@ def _coerce_signal(raw: Signal | Mapping[str, Any] | str | bytes) -> Signal:
 
 def _held(pos: HedgedPosition) -> tuple[Decimal, Decimal]:
     """(spot, short) the exchanges hold for a position: ``qty`` is the hedged part,
-    ``spot_residual`` = spot − short sits on whichever leg is longer."""
-    return pos.qty + max(pos.spot_residual, ZERO), pos.qty - min(pos.spot_residual, ZERO)
+    ``spot_residual`` = spot − short sits on whichever leg is longer, ``naked_spot`` is
+    spot whose short is gone."""
+    return pos.qty + max(pos.spot_residual, ZERO) + pos.naked_spot, pos.qty - min(pos.spot_residual, ZERO)
+
+
+def _without_short(pos: HedgedPosition, short_now: Decimal) -> HedgedPosition:
+    """``pos`` after the exchange closed part or all of its short (``short_now`` is what
+    is left): the spot that lost its hedge becomes ``naked_spot``; entry fees follow the
+    quantity that stays hedged."""
+    short_now = max(short_now, ZERO)
+    qty = min(pos.qty, short_now)
+    keep = qty / pos.qty if pos.qty > 0 else ZERO
+    residual = pos.spot_residual if pos.spot_residual >= 0 else -max(short_now - qty, ZERO)
+    return msgspec.structs.replace(
+        pos, qty=qty, spot_residual=residual, naked_spot=pos.naked_spot + pos.qty - qty,
+        entry_fees_krw=pos.entry_fees_krw * keep, entry_fees_usdt=pos.entry_fees_usdt * keep,
+        funding_credited_usdt=pos.funding_credited_usdt,
+    )
 
 
 def _row_result(o: OrderRow) -> OrderResult:

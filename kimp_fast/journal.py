@@ -684,6 +684,16 @@ class Journal:
             write.append(("clear_position", [clear_position]))
         self._write(write)
 
+    def set_position(self, position: HedgedPosition, signal_id: str, step: str, **detail: Any) -> None:
+        """Replace a position outside a signal's report (the risk monitor found the
+        exchanges holding less than it), with the recovery step that says why, in ONE
+        transaction."""
+        now = _now_ms()
+        self._write([
+            ("position", [position.coin, _encoder.encode(position).decode(), now]),
+            ("recovery", [signal_id, position.coin, step, _detail_encoder.encode(detail).decode(), now]),
+        ])
+
     def signal(self, signal_id: str) -> dict[str, Any] | None:
         row = self._db.execute("SELECT * FROM signals WHERE id = ?", (signal_id,)).fetchone()
         return dict(row) if row else None

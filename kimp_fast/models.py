@@ -321,6 +321,9 @@ class HedgedPosition(msgspec.Struct, kw_only=True):
     #: funding received since ``opened_ts_ms`` that earlier partial EXITs already counted
     #: (the rest of the income since then belongs to this position's quantity)
     funding_credited_usdt: Decimal = ZERO
+    #: spot whose short the exchange no longer holds (a liquidation, a manual close):
+    #: unhedged exposure the next EXIT sells on its own, never judged by the exit rule
+    naked_spot: Decimal = ZERO
 
 
 class ExecutionReport(msgspec.Struct, kw_only=True):

@@ -209,3 +209,72 @@ async def test_the_commission_rate_is_refreshed_in_the_background(engine_factory
         rep = await engine.submit(sig("e1"))
         b = next(o for o in rep.orders if o.exchange == "binance")
         assert b.fee == b.quote_filled * D("0.002")
+
+
+async def test_a_liquidated_short_is_noticed_and_only_the_naked_spot_is_sold(engine_factory, control):
+    await control.market(premium=0.01, volatility=0.0)
+    await control.balances(binance={"USDT": "600"})  # a thin margin: the short can be liquidated
+    async with engine_factory() as engine:
+        assert (await engine.submit(sig("e1"))).status == "filled"
+        assert (await engine.check_risk())["BTC"]["level"] == "ok"
+        led = await control.ledger()
+        liq = D(led["positions"]["binance"]["BTCUSDT"]["liquidation_price"])
+        # 3 % below the liquidation price: critical (not a warning), new entries halted
+        await control.market(binance_mid=float(liq * D("0.97")))
+        assert (await engine.check_risk())["BTC"]["level"] == "critical"
+        rep = await engine.submit(sig("e2"))
+        assert rep.status == "refused" and "risk monitor" in rep.reason
+        # past it: the exchange liquidates the short; the spot is now naked
+        await control.market(binance_mid=float(liq * D("1.02")))
+        await control.ledger()
+        spot, perp = await control.exposure()
+        assert perp == 0 and spot == D("0.01")
+        await engine.check_risk()
+        assert engine.halted and engine.status()["halt_scope"] == "entries"
+        assert "liquidated" in engine.halt_reason
+        pos = engine.positions()["BTC"]
+        assert pos.qty == 0 and pos.naked_spot == D("0.01")
+        assert any(s["step"] == "short-lost" for s in engine.journal.recovery_steps("e1"))
+        crit = [n for n in engine.journal.notifications() if n["severity"] == "critical"]
+        assert any("liquidated" in n["message"] for n in crit)
+        binance_orders = len(await control.orders("binance"))
+        rep = await engine.submit(sig("x1", "EXIT", None))
+        assert rep.status == "unwound", rep.reason
+        spot, perp = await control.exposure()
+        assert spot == 0 and perp == 0  # flat: sold once, never bought back
+        assert len(await control.orders("binance")) == binance_orders  # no reduce-only buy of a short that is gone
+        assert [o["side"].lower() for o in await control.orders("upbit")] == ["buy", "sell"]
+        assert engine.positions() == {}
+        rep = await engine.submit(sig("x2", "EXIT", None))
+        assert rep.status == "refused" and "no open position" in rep.reason
+
+
+async def test_an_exit_finds_the_lost_short_itself(engine_factory, control):
+    """No risk check ran between the liquidation and the EXIT: the EXIT reads the short
+    before it sends anything and sells only the naked spot."""
+    await control.market(premium=0.01, volatility=0.0)
+    await control.balances(binance={"USDT": "600"})
+    async with engine_factory() as engine:
+        assert (await engine.submit(sig("e1"))).status == "filled"
+        led = await control.ledger()
+        liq = D(led["positions"]["binance"]["BTCUSDT"]["liquidation_price"])
+        await control.market(binance_mid=float(liq * D("1.02")))
+        for i in range(3):  # what used to lose ~9,000 KRW per signal
+            await engine.submit(sig(f"x{i}", "EXIT", None))
+        spot, perp = await control.exposure()
+        assert spot == 0 and perp == 0
+        assert [o["side"].lower() for o in await control.orders("upbit")] == ["buy", "sell"]
+        assert engine.halted and "liquidated" in engine.halt_reason
+        assert engine.positions() == {}
+
+
+async def test_an_exposure_the_journal_does_not_know_halts_entries(engine_factory, control, sim_client):
+    await control.market(premium=0.01, volatility=0.0)
+    async with engine_factory() as engine:
+        # a short opened outside the engine (another bot, a person) on the same account
+        r = await sim_client.binance("POST", "/fapi/v1/order", {"symbol": "BTCUSDT", "side": "SELL",
+                                                                "type": "MARKET", "quantity": "0.005"})
+        assert r.status == 200, r.text
+        await engine.check_risk()
+        assert engine.halted and "journal" in engine.halt_reason
+        assert (await engine.submit(sig("e1"))).status == "refused"
