@@ -812,11 +812,21 @@ class KimpEngine:
         if -bpos.qty <= short_held - lot:
             return await self._exit_naked(sig, self._short_lost(coin, pos, -bpos.qty), timings)
         brules = self.binance.rules(perp)
-        est = estimate_exit(
-            position=pos, qty=qty, spot_qty=spot_qty, upbit_book=ub, binance_book=bb, fx=fx,
-            upbit_fee=urules.taker_fee, binance_fee=brules.taker_fee,
-            funding_usdt=funding if exit_cfg.include_funding else ZERO,
-        )
+        def estimate(ub: OrderBook, bb: OrderBook) -> Any:
+            return estimate_exit(
+                position=pos, qty=qty, spot_qty=spot_qty, upbit_book=ub, binance_book=bb, fx=fx,
+                upbit_fee=urules.taker_fee, binance_fee=brules.taker_fee,
+                funding_usdt=funding if exit_cfg.include_funding else ZERO,
+            )
+
+        est = estimate(ub, bb)
+        if est.reason:
+            # Too large for the usual 15 levels: look as deep as the venues show.
+            try:
+                ub, bb = await self.market.deep_pair(coin)
+            except AdapterError as exc:
+                return self._refuse(sig, f"cannot value the exit: {_err_text(exc)}", timings)
+            est = estimate(ub, bb)
         timings["size"] = _us(t, time.perf_counter_ns())
         if est.reason or (est.net_krw <= exit_cfg.min_net_profit and not exit_cfg.allow_loss_exit):
             why = est.reason or f"not profitable: {est.describe()} <= min_net_profit {exit_cfg.min_net_profit}"

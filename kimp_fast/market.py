@@ -25,6 +25,8 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["Capital", "MarketData", "Reservation"]
 
 ZERO = Decimal(0)
+DEEP_UPBIT = 30  # the most levels GET /v1/orderbook returns
+DEEP_BINANCE = 100  # GET /fapi/v1/depth weight 5 (20 at 1000): deep enough for any size the capital allows
 
 
 class MarketData:
@@ -47,11 +49,11 @@ class MarketData:
             task.add_done_callback(lambda _t, k=key: self._inflight.pop(k, None) if self._inflight.get(k) is _t else None)
         return await asyncio.shield(task)
 
-    async def _fetch(self, exchange: str, symbol: str) -> OrderBook:
+    async def _fetch(self, exchange: str, symbol: str, depth: int | None = None) -> OrderBook:
         started = time.monotonic()
         breaker = self.e.breakers[exchange]
         try:
-            book = await self.e.adapter(exchange).get_order_book(symbol, depth=self.depth)
+            book = await self.e.adapter(exchange).get_order_book(symbol, depth=depth or self.depth)
         except AdapterError as err:
             # Market data failures say as much about an exchange's health as order calls.
             if err.infrastructure:
@@ -90,6 +92,13 @@ class MarketData:
             return books
         spot, perp = self.e.spot_symbol(coin), self.e.perp_symbol(coin)
         return await asyncio.gather(self.book("upbit", spot, max_age), self.book("binance", perp, max_age))
+
+    async def deep_pair(self, coin: str) -> tuple[OrderBook, OrderBook]:
+        """Both books of ``coin`` as deep as the venues show them to everyone (Upbit 30
+        levels, Binance ``DEEP_BINANCE``), fetched now: for a size the usual depth cannot
+        fill (a large EXIT). The cache keeps them (a deeper book is as current)."""
+        spot, perp = self.e.spot_symbol(coin), self.e.perp_symbol(coin)
+        return await asyncio.gather(self._fetch("upbit", spot, DEEP_UPBIT), self._fetch("binance", perp, DEEP_BINANCE))
 
     async def fx(self, max_age: float = 5.0) -> Decimal:
         """KRW per USDT from the configured source (default: Upbit KRW-USDT mid)."""

@@ -278,3 +278,21 @@ async def test_an_exposure_the_journal_does_not_know_halts_entries(engine_factor
         await engine.check_risk()
         assert engine.halted and "journal" in engine.halt_reason
         assert (await engine.submit(sig("e1"))).status == "refused"
+
+
+async def test_an_exit_deeper_than_fifteen_levels_looks_deeper(engine_factory, control):
+    await control.market(premium=0.01, volatility=0.0)
+    async with engine_factory() as engine:
+        fx = await fx_mid(control)
+        start = await account_value_krw(control, fx)
+        assert (await engine.submit(sig("e1", qty="0.03"))).status == "filled"
+        # thin books: 15 levels hold about half of 0.03 BTC, 30 levels all of it
+        await control.market(premium=0.03, depth_btc=0.05)
+        book = await engine.upbit.get_order_book("KRW-BTC", depth=15)
+        assert sum(lv.qty for lv in book.bids) < D("0.03")
+        rep = await engine.submit(sig("x1", "EXIT", None))
+        assert rep.status == "filled", rep.reason
+        assert await control.exposure() == (0, 0)
+        assert rep.realized_pnl_krw > 0
+        assert abs(rep.realized_pnl_krw - planned_net(engine, "x1")) < 1
+        assert abs(rep.realized_pnl_krw - (await account_value_krw(control, fx) - start)) < 1
