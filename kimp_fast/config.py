@@ -505,6 +505,13 @@ class ExitConfig(_Section):
     min_net_profit: Decimal = _setting(Decimal("0"), _decimal())  # KRW
     include_funding: bool = _setting(True, _bool())
     allow_loss_exit: bool = _setting(False, _bool())
+    #: each EXIT leg is a limit IOC at the price its estimate assumed, moved against us
+    #: by this many basis points: a filled EXIT realises at most this much of each leg's
+    #: notional below its estimate, whatever the market does while the orders travel
+    tolerance_bps: Decimal = _setting(Decimal("10"), _decimal(Decimal(0), Decimal(1000)))
+    #: a full EXIT the bounds filled only in part sends the rest again, re-estimated and
+    #: re-approved, up to this many rounds in all
+    max_rounds: int = _setting(3, _int(1, 20))
 
     def _cross_check(self) -> None:
         if self.min_net_profit < 0 and not self.allow_loss_exit:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import time
@@ -772,25 +773,17 @@ class KimpEngine:
             return await self._exit_naked(sig, pos, timings)
         coin = sig.coin
         spot, perp = self.spot_symbol(coin), self.perp_symbol(coin)
-        brules, urules = self.binance.rules(perp), self.upbit.rules(spot)
         requested = sig.qty if sig.qty is not None else pos.qty
         if requested > pos.qty:
             return self._refuse(sig, f"qty {requested} exceeds the open position {pos.qty}", timings, status="rejected")
-        lot = brules.qty_step
-        qty = (requested / lot).to_integral_value(rounding=ROUND_DOWN) * lot
-        spot_held, short_held = _held(pos)
+        lot = self.binance.rules(perp).qty_step
         # Leaving less than one lot open would leave a position no order can close (and
         # that blocks every later ENTER): such an EXIT closes everything, both legs whole
         # (the short is a whole number of lots; the spot leg carries any residual).
-        full = requested >= pos.qty or pos.qty - qty < lot
-        if full:
-            qty = (short_held / lot).to_integral_value(rounding=ROUND_DOWN) * lot
-            spot_qty = spot_held
-        else:
-            spot_qty = qty
+        full = requested >= pos.qty or pos.qty - _round_down(requested, lot) < lot
+        qty, spot_qty = self._exit_size(pos, None if full else requested)
         if qty <= 0:
             return self._refuse(sig, f"qty rounds to 0 at the lot step {lot}", timings, status="rejected")
-        spot_qty = (spot_qty / urules.qty_step).to_integral_value(rounding=ROUND_DOWN) * urules.qty_step
         exit_cfg = self.config.exit
         # Funding is read whatever include_funding says: the flag may change the decision
         # only, the recorded P&L is always what the account received.
@@ -798,10 +791,9 @@ class KimpEngine:
         try:
             # The commission rate is read again (a venue changes it, and a stale rate is
             # how an EXIT estimated at a profit closes at a loss); it also prices the fee
-            # of the fills that follow.
-            # The short is read too: an EXIT must never buy back a short the exchange
-            # no longer holds (after a liquidation that sells the spot, fails the
-            # reduce-only buy and buys the spot back — once per signal).
+            # of the fills that follow. The short is read too: an EXIT must never buy
+            # back a short the exchange no longer holds (after a liquidation that sells
+            # the spot, fails the reduce-only buy and buys the spot back, every signal).
             (ub, bb), fx, _, bpos = await asyncio.gather(
                 self.market.pair(coin, 0.0), self.market.fx(max_age=0.0), self.binance.get_commission_rate(perp),
                 self.binance.get_position(perp))
@@ -809,26 +801,11 @@ class KimpEngine:
         except AdapterError as exc:
             fund_task.cancel()
             return self._refuse(sig, f"cannot value the exit: {_err_text(exc)}", timings)
-        if -bpos.qty <= short_held - lot:
+        if -bpos.qty <= _held(pos)[1] - lot:
             return await self._exit_naked(sig, self._short_lost(coin, pos, -bpos.qty), timings)
-        brules = self.binance.rules(perp)
-        def estimate(ub: OrderBook, bb: OrderBook) -> Any:
-            return estimate_exit(
-                position=pos, qty=qty, spot_qty=spot_qty, upbit_book=ub, binance_book=bb, fx=fx,
-                upbit_fee=urules.taker_fee, binance_fee=brules.taker_fee,
-                funding_usdt=funding if exit_cfg.include_funding else ZERO,
-            )
-
-        est = estimate(ub, bb)
-        if est.reason:
-            # Too large for the usual 15 levels: look as deep as the venues show.
-            try:
-                ub, bb = await self.market.deep_pair(coin)
-            except AdapterError as exc:
-                return self._refuse(sig, f"cannot value the exit: {_err_text(exc)}", timings)
-            est = estimate(ub, bb)
+        est = await self._estimate_exit(pos, qty, spot_qty, ub, bb, fx, funding)
         timings["size"] = _us(t, time.perf_counter_ns())
-        if est.reason or (est.net_krw <= exit_cfg.min_net_profit and not exit_cfg.allow_loss_exit):
+        if est.reason or not self._exit_approved(est):
             why = est.reason or f"not profitable: {est.describe()} <= min_net_profit {exit_cfg.min_net_profit}"
             report = ExecutionReport(
                 signal_id=sig.id, action="EXIT", coin=coin, status="refused", reason=why,
@@ -841,44 +818,155 @@ class KimpEngine:
             return self._refuse(sig, reason, timings)
         j = self.journal
         x = self.executor
-        plan = {
-            "coin": coin, "action": "EXIT", "qty": str(qty), "spot_qty": str(spot_qty),
-            "fx": str(fx), "expected_net_krw": str(est.net_krw),
-        }
-        req_u = OrderRequest(symbol=spot, side="sell", type="market", quantity=spot_qty,
-                             client_id=x.client_id(sig.id, "upbit", "exit", 1))
-        req_b = OrderRequest(symbol=perp, side="buy", type="market", quantity=qty, reduce_only=True,
-                             client_id=x.client_id(sig.id, "binance", "exit", 1))
-        t1 = time.perf_counter_ns()
-        j.order_intents([
-            x.intent_row(sig.id, "upbit", "exit", 1, req_u),
-            x.intent_row(sig.id, "binance", "exit", 1, req_b),
-        ], signal=sig, plan=plan)
-        tb = time.perf_counter_ns()
-        timings["build"] = _us(t1, tb)
-        sent_b = x.start("binance", req_b, reserved=False, flush=False)  # both written before the first await
-        sent_u = x.start("upbit", req_u, reserved=False)
-        out_b, out_u = await asyncio.gather(sent_b, sent_u)
-        ts = time.perf_counter_ns()
-        timings["send"] = _us(tb, ts)
         legs = LegBook()
-        try:
-            res_u, res_b = await asyncio.gather(
-                x.resolve("upbit", spot, req_u.client_id, out_u),
-                x.resolve("binance", perp, req_b.client_id, out_b),
+        notes: list[str] = []
+        outcomes: list[str] = []
+        attempts = {"upbit": 0, "binance": 0}
+        first_est = est
+        tol = exit_cfg.tolerance_bps / Decimal(10_000)
+        rnd = 0
+        open_before = pos.qty
+        while True:
+            rnd += 1
+            # Each leg is bounded by the price its estimate assumed, moved against us by
+            # the tolerance: whatever the market does while the orders travel, what fills
+            # realises at most tolerance_bps of each leg's notional below the estimate.
+            bounds = {"upbit": est.spot_exit_price * (ONE - tol), "binance": est.perp_exit_price * (ONE + tol)}
+            plan = {
+                "coin": coin, "action": "EXIT", "round": rnd, "qty": str(qty), "spot_qty": str(spot_qty),
+                "fx": str(fx), "expected_net_krw": str(est.net_krw),
+                "spot_bound": str(bounds["upbit"]), "perp_bound": str(bounds["binance"]),
+            }
+            req_u = OrderRequest(symbol=spot, side="sell", type="limit", quantity=spot_qty, price=bounds["upbit"],
+                                 time_in_force="ioc", client_id=x.client_id(sig.id, "upbit", "exit", rnd))
+            req_b = OrderRequest(symbol=perp, side="buy", type="limit", quantity=qty, price=bounds["binance"],
+                                 time_in_force="ioc", reduce_only=True,
+                                 client_id=x.client_id(sig.id, "binance", "exit", rnd))
+            t1 = time.perf_counter_ns()
+            j.order_intents([
+                x.intent_row(sig.id, "upbit", "exit", rnd, req_u),
+                x.intent_row(sig.id, "binance", "exit", rnd, req_b),
+            ], signal=sig if rnd == 1 else None, plan=plan)
+            tb = time.perf_counter_ns()
+            if rnd == 1:
+                timings["build"] = _us(t1, tb)
+            sent_b = x.start("binance", req_b, reserved=False, flush=False)  # both written before the first await
+            sent_u = x.start("upbit", req_u, reserved=False)
+            out_b, out_u = await asyncio.gather(sent_b, sent_u)
+            ts = time.perf_counter_ns()
+            if rnd == 1:
+                timings["send"] = _us(tb, ts)
+            try:
+                res_u, res_b = await asyncio.gather(
+                    x.resolve("upbit", spot, req_u.client_id, out_u),
+                    x.resolve("binance", perp, req_b.client_id, out_b),
+                )
+            except Unresolved as exc:
+                return await self._unresolved(sig, legs, str(exc), timings, fx)
+            if rnd == 1:
+                timings["resolve"] = _us(ts, time.perf_counter_ns())
+            for res in (res_u, res_b):
+                if res is not None:
+                    legs.add(res, "exit")
+            for name, out in (("upbit", out_u), ("binance", out_b)):
+                if isinstance(out, AdapterError):
+                    notes.append(f"{name}: {_err_text(out)}")
+            if not legs.anything_filled:
+                return self._exit_unfilled(sig, legs, notes, timings)
+            if rnd > 1 and not any(r is not None and r.filled_qty > 0 for r in (res_u, res_b)):
+                break  # nothing more within the bounds: the exposure is as round 1 left it
+            tr = time.perf_counter_ns()
+            try:
+                outcome, rnotes = await x.repair(
+                    signal_id=sig.id, action="EXIT", coin=coin, legs=legs,
+                    residual_before=pos.spot_residual, attempts=attempts, bounds=bounds,
+                )
+            except Unresolved as exc:
+                return await self._unresolved(sig, legs, str(exc), timings, fx)
+            notes.extend(rnotes)
+            outcomes.append(outcome)
+            if outcome != "hedged":
+                timings["repair"] = timings.get("repair", 0.0) + _us(tr, time.perf_counter_ns())
+            if not full or outcome == "manual" or rnd >= exit_cfg.max_rounds:
+                break
+            # A full EXIT that closed part of the position (the bounds stopped a fill, or
+            # the repair evened the legs short of the whole) goes on with the rest while
+            # the exit rule still approves it. A round that closed nothing (a venue
+            # refusing, a move past the bounds undone by the unwind) ends it: trying again
+            # at once would only pay the round trip again.
+            cur = self._exit_result(pos, legs, funding)[0]
+            if cur is None or cur.qty >= open_before:
+                break
+            qty, spot_qty = self._exit_size(cur, None)
+            if qty <= 0:
+                break
+            try:
+                ub, bb = await self.market.pair(coin, 0.0)
+                est = await self._estimate_exit(cur, qty, spot_qty, ub, bb, fx,
+                                                funding - (cur.funding_credited_usdt - pos.funding_credited_usdt))
+            except AdapterError as exc:
+                notes.append(f"round {rnd + 1} not sent: {_err_text(exc)}")
+                break
+            if est.reason or not self._exit_approved(est):
+                notes.append(f"round {rnd + 1} not sent, the exit rule stops: {est.reason or est.describe()}")
+                break
+            why = self._gate(sig) or self._permits()
+            if why:
+                notes.append(f"round {rnd + 1} not sent: {why}")
+                break
+            j.recovery_step(sig.id, coin, "exit-round", round=rnd + 1, qty=str(qty), spot_qty=str(spot_qty))
+            open_before = cur.qty
+        if "manual" in outcomes:
+            outcome = "manual"
+        elif "unwound" in outcomes and self._exit_result(pos, legs, funding)[0] is not None:
+            outcome = "unwound"  # part of the position is still open: the repair gave it back
+        else:
+            outcome = "hedged" if all(o == "hedged" for o in outcomes) else "recovered"
+        return self._record_exit(sig, pos, legs, fx, funding, first_est, timings, notes, outcome)
+
+    def _exit_size(self, pos: HedgedPosition, requested: Decimal | None) -> tuple[Decimal, Decimal]:
+        """(short to buy back, spot to sell) of an EXIT of ``requested`` (None: all of it,
+        both legs whole), rounded to each venue's step."""
+        coin = pos.coin
+        lot = self.binance.rules(self.perp_symbol(coin)).qty_step
+        spot_step = self.upbit.rules(self.spot_symbol(coin)).qty_step
+        if requested is None:
+            spot_held, short_held = _held(pos)
+            return _round_down(short_held, lot), _round_down(spot_held, spot_step)
+        qty = _round_down(requested, lot)
+        return qty, _round_down(qty, spot_step)
+
+    async def _estimate_exit(self, pos: HedgedPosition, qty: Decimal, spot_qty: Decimal, ub: OrderBook,
+                             bb: OrderBook, fx: Decimal, funding: Decimal) -> Any:
+        """The exit estimate at the current fees; too large for the usual 15 levels, both
+        books are read again as deep as the venues show."""
+        spot, perp = self._symbols[pos.coin]
+        urules, brules = self.upbit.rules(spot), self.binance.rules(perp)
+        counted = funding if self.config.exit.include_funding else ZERO
+
+        def estimate(ub: OrderBook, bb: OrderBook) -> Any:
+            return estimate_exit(
+                position=pos, qty=qty, spot_qty=spot_qty, upbit_book=ub, binance_book=bb, fx=fx,
+                upbit_fee=urules.taker_fee, binance_fee=brules.taker_fee, funding_usdt=counted,
             )
-        except Unresolved as exc:
-            return await self._unresolved(sig, legs, str(exc), timings, fx)
-        timings["resolve"] = _us(ts, time.perf_counter_ns())
-        notes = []
-        for res in (res_u, res_b):
-            if res is not None:
-                legs.add(res, "exit")
-        for name, out in (("upbit", out_u), ("binance", out_b)):
-            if isinstance(out, AdapterError):
-                notes.append(f"{name}: {_err_text(out)}")
-        return await self._settle_exit(sig, pos, legs, fx, funding, est, timings, notes,
-                                       attempts={"upbit": 0, "binance": 0})
+
+        est = estimate(ub, bb)
+        if est.reason:
+            est = estimate(*await self.market.deep_pair(pos.coin))
+        return est
+
+    def _exit_approved(self, est: Any) -> bool:
+        cfg = self.config.exit
+        return est.net_krw > cfg.min_net_profit or cfg.allow_loss_exit
+
+    def _exit_unfilled(self, sig: Signal, legs: LegBook, notes: list[str], timings: dict[str, float]) -> ExecutionReport:
+        report = ExecutionReport(
+            signal_id=sig.id, action="EXIT", coin=sig.coin, status="rejected",
+            reason="no leg executed: " + ("; ".join(notes) or "no fill within the price bounds"),
+            orders=legs.results, timings_us=timings,
+        )
+        self._finish(report)
+        return report
 
     async def _exit_naked(self, sig: Signal, pos: HedgedPosition, timings: dict[str, float]) -> ExecutionReport:
         """Sell the spot that lost its short, alone: a sanctioned unwind of an unhedged
@@ -942,27 +1030,30 @@ class KimpEngine:
         self.capital.refresh_soon()
         return report
 
-    async def _settle_exit(self, sig, pos: HedgedPosition, legs: LegBook, fx, funding, est, timings, notes, attempts):
-        coin = sig.coin
+    async def _settle_exit(self, sig, pos: HedgedPosition, legs: LegBook, fx, funding, est, timings, notes, attempts,
+                           bounds: dict[str, Decimal] | None = None):
+        """Repair what an EXIT's legs left (a resumed one: after a restart) and record it."""
         if not legs.anything_filled:
-            report = ExecutionReport(
-                signal_id=sig.id, action="EXIT", coin=coin, status="rejected",
-                reason="no leg executed: " + ("; ".join(notes) or "no fill"), orders=legs.results,
-                timings_us=timings,
-            )
-            self._finish(report)
-            return report
+            return self._exit_unfilled(sig, legs, notes, timings)
         tr = time.perf_counter_ns()
         try:
             outcome, rnotes = await self.executor.repair(
-                signal_id=sig.id, action="EXIT", coin=coin, legs=legs,
-                residual_before=pos.spot_residual, attempts=attempts,
+                signal_id=sig.id, action="EXIT", coin=sig.coin, legs=legs,
+                residual_before=pos.spot_residual, attempts=attempts, bounds=bounds,
             )
         except Unresolved as exc:
             return await self._unresolved(sig, legs, str(exc), timings, fx)
         notes.extend(rnotes)
         if outcome != "hedged":
             timings["repair"] = _us(tr, time.perf_counter_ns())
+        return self._record_exit(sig, pos, legs, fx, funding, est, timings, notes, outcome)
+
+    @staticmethod
+    def _exit_result(pos: HedgedPosition, legs: LegBook, funding: Decimal) -> tuple[HedgedPosition | None, Decimal,
+                                                                                   Decimal, Decimal]:
+        """What is left of ``pos`` after an EXIT's fills: (position or None, residual,
+        the hedged quantity closed, the share of the position closed). The rest keeps its
+        entry prices, its share of the entry fees, and the funding not yet counted."""
         sold = -legs.net("upbit")  # net spot sold
         closed = legs.net("binance")  # net perp bought back
         spot_held, short_held = _held(pos)
@@ -972,6 +1063,22 @@ class KimpEngine:
         residual_after = spot_after - short_after
         closed_pair = pos.qty - hedged_after
         share = closed_pair / pos.qty if pos.qty > 0 else ONE
+        new_pos = None
+        if hedged_after > 0:
+            keep = hedged_after / pos.qty
+            new_pos = msgspec.structs.replace(
+                pos, qty=hedged_after, entry_fees_krw=pos.entry_fees_krw * keep,
+                entry_fees_usdt=pos.entry_fees_usdt * keep, spot_residual=residual_after,
+                funding_credited_usdt=pos.funding_credited_usdt + funding * share,
+            )
+        return new_pos, residual_after, closed_pair, share
+
+    def _record_exit(self, sig, pos: HedgedPosition, legs: LegBook, fx, funding, est, timings, notes,
+                     outcome: str) -> ExecutionReport:
+        coin = sig.coin
+        new_pos, residual_after, closed_pair, share = self._exit_result(pos, legs, funding)
+        sold = -legs.net("upbit")
+        closed = legs.net("binance")
         # Realized P&L of what was closed: actual fills, against the entry prices.
         spot_pnl = (legs.sell_quote["upbit"] - legs.buy_quote["upbit"]) - pos.entry_spot_price * sold \
             - legs.fees["upbit"] - pos.entry_fees_krw * share
@@ -980,17 +1087,6 @@ class KimpEngine:
             - legs.fees["binance"] - pos.entry_fees_usdt * share + funding_share
         realized = spot_pnl + perp_pnl * fx
         fees_krw = legs.fees["upbit"] + pos.entry_fees_krw * share + (legs.fees["binance"] + pos.entry_fees_usdt * share) * fx
-        new_pos = None
-        if hedged_after > 0:
-            keep = hedged_after / pos.qty
-            new_pos = HedgedPosition(
-                coin=coin, qty=hedged_after, entry_spot_price=pos.entry_spot_price,
-                entry_perp_price=pos.entry_perp_price, entry_fx=pos.entry_fx,
-                entry_fees_krw=pos.entry_fees_krw * keep, entry_fees_usdt=pos.entry_fees_usdt * keep,
-                opened_ts_ms=pos.opened_ts_ms, signal_id=pos.signal_id, entry_kimp=pos.entry_kimp,
-                spot_residual=residual_after,
-                funding_credited_usdt=pos.funding_credited_usdt + funding_share,
-            )
         status = {"hedged": "filled", "recovered": "recovered", "unwound": "unwound", "manual": "manual_required"}[outcome]
         reason = "; ".join(notes)
         if residual_after != 0 and new_pos is None and outcome != "manual":
@@ -1079,10 +1175,11 @@ class KimpEngine:
             )
             self._finish(report)
             return report
-        plan = next((s for s in self.journal.recovery_steps(sig.id) if s["step"] == "plan"), None)
-        import json
-
-        fx = Decimal(json.loads(plan["detail"])["fx"]) if plan else await self.market.fx()
+        plans = [json.loads(s["detail"]) for s in self.journal.recovery_steps(sig.id) if s["step"] == "plan"]
+        fx = Decimal(plans[0]["fx"]) if plans else await self.market.fx()
+        # an EXIT's retries keep the price bounds its last round was sent with
+        bounds = ({"upbit": Decimal(plans[-1]["spot_bound"]), "binance": Decimal(plans[-1]["perp_bound"])}
+                  if plans and "spot_bound" in plans[-1] else None)
         timings: dict[str, float] = {}
         notes = ["resumed after restart"]
         if sig.action == "ENTER":
@@ -1101,7 +1198,7 @@ class KimpEngine:
             funding = await self._position_funding(pos)
         except AdapterError as exc:
             notes.append(f"funding income unavailable ({_err_text(exc)}): recorded as 0")
-        return await self._settle_exit(sig, pos, legs, fx, funding, None, timings, notes, attempts)
+        return await self._settle_exit(sig, pos, legs, fx, funding, None, timings, notes, attempts, bounds)
 
     async def _position_funding(self, pos: HedgedPosition) -> Decimal:
         """Funding (USDT, + = received) that belongs to ``pos``: the account's funding
@@ -1365,6 +1462,10 @@ def _coerce_signal(raw: Signal | Mapping[str, Any] | str | bytes) -> Signal:
                 raise TypeError(f"{key}: floats are refused (binary rounding); pass a Decimal or a string")
         return msgspec.convert(dict(raw), Signal, strict=False)
     raise TypeError(f"expected a Signal, a mapping or JSON, got {type(raw).__name__}")
+
+
+def _round_down(value: Decimal, step: Decimal) -> Decimal:
+    return (value / step).to_integral_value(rounding=ROUND_DOWN) * step if step > 0 else value
 
 
 def _held(pos: HedgedPosition) -> tuple[Decimal, Decimal]:

@@ -284,9 +284,11 @@ class PairExecutor:
         qty: Decimal,
         purpose: str,
         attempt: int,
+        bound: Decimal | None = None,
     ) -> tuple[OrderRequest | None, str]:
         """An order that moves exposure by ``qty`` on ``exchange``; (None, why) if it
-        cannot be placed (below the exchange's minimums: dust)."""
+        cannot be placed (below the exchange's minimums: dust). ``bound``: a limit IOC at
+        that price instead of a market order (an EXIT's Upbit sell or Binance buy-back)."""
         e = self.e
         if exchange == "upbit":
             symbol = e.spot_symbol(coin)
@@ -295,12 +297,14 @@ class PairExecutor:
             book = await e.market.book("upbit", symbol, max_age=0.0)
             if side == "sell":
                 bid = book.best_bid()
-                if q <= 0 or bid is None or q * bid < rules.min_notional:
+                if q <= 0 or bid is None or q * (bound or bid) < rules.min_notional:
                     return None, f"Upbit sell of {qty} is below the minimum order total"
-                req = OrderRequest(
-                    symbol=symbol, side="sell", type="market", quantity=q,
-                    client_id=self.client_id(signal_id, exchange, purpose, attempt),
-                )
+                cid = self.client_id(signal_id, exchange, purpose, attempt)
+                if bound is not None:
+                    req = OrderRequest(symbol=symbol, side="sell", type="limit", quantity=q, price=bound,
+                                       time_in_force="ioc", client_id=cid)
+                else:
+                    req = OrderRequest(symbol=symbol, side="sell", type="market", quantity=q, client_id=cid)
             else:
                 ask = book.best_ask()
                 if q <= 0 or ask is None:
@@ -325,10 +329,13 @@ class PairExecutor:
             bid = book.best_bid()
             if bid is None or q * bid < rules.min_notional:
                 return None, f"Binance notional of {q} below the minimum {rules.min_notional} USDT"
-        req = OrderRequest(
-            symbol=symbol, side=side, type="market", quantity=q, reduce_only=reduce_only,
-            client_id=self.client_id(signal_id, exchange, purpose, attempt),
-        )
+        cid = self.client_id(signal_id, exchange, purpose, attempt)
+        if bound is not None and reduce_only:
+            req = OrderRequest(symbol=symbol, side=side, type="limit", quantity=q, price=bound,  # type: ignore[arg-type]
+                               time_in_force="ioc", reduce_only=True, client_id=cid)
+        else:
+            req = OrderRequest(symbol=symbol, side=side, type="market", quantity=q,  # type: ignore[arg-type]
+                               reduce_only=reduce_only, client_id=cid)
         return req, ""
 
     # -- repair -------------------------------------------------------------------------
@@ -341,9 +348,15 @@ class PairExecutor:
         legs: LegBook,
         residual_before: Decimal,
         attempts: dict[str, int],
+        bounds: dict[str, Decimal] | None = None,
     ) -> tuple[str, list[str]]:
         """Drive exposure back under one lot. Returns (outcome, notes) where outcome is
-        ``"hedged"``, ``"recovered"``, ``"unwound"`` or ``"manual"``."""
+        ``"hedged"``, ``"recovered"``, ``"unwound"`` or ``"manual"``.
+
+        ``bounds`` (an EXIT's price bounds by exchange): the retries of the missing leg
+        are limit IOCs at that bound, so completing the EXIT never costs more than its
+        tolerance; the unwind that follows if they cannot fill is a market order — the
+        exposure must go."""
         e = self.e
         j = e.journal
         step = e.binance.rules(e.perp_symbol(coin)).qty_step
@@ -379,6 +392,7 @@ class PairExecutor:
                     req, why = await self.build_fix_order(
                         signal_id=signal_id, coin=coin, exchange=exchange, side=side,
                         qty=abs(ex_now), purpose=phase, attempt=attempt,
+                        bound=bounds.get(exchange) if bounds and phase == "retry" else None,
                     )
                 except AdapterError as err:
                     req, why = None, f"market data unavailable: {_err_text(err)}"
