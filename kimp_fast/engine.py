@@ -109,6 +109,7 @@ class KimpEngine:
         self._locks: dict[str, asyncio.Lock] = {}
         self._tasks: list[asyncio.Task[Any]] = []
         self._risk_halt = ""
+        self._journal_error = ""  # the first failed journal write since start/resume
         self._risk_level: dict[str, str] = {}
         self._open = False
         self._positions: dict[str, HedgedPosition] | None = None
@@ -169,8 +170,11 @@ class KimpEngine:
 
     async def start(self) -> None:
         cfg = self.config
+        # exclusive: one engine per journal, with or without write-behind
         self.journal = Journal(cfg.journal.path, synchronous=cfg.journal.synchronous, autocheckpoint=False,
-                               write_behind=cfg.journal.write_behind)
+                               write_behind=cfg.journal.write_behind, exclusive=True)
+        self._journal_error = ""
+        self.journal.on_write_error = self._journal_failed
         self._seen = self.journal.signal_ids()
         self._positions = None
         if self._notifier is None:
@@ -263,6 +267,7 @@ class KimpEngine:
         assert self.journal is not None
         self.journal.clear_halt(source)
         self._risk_halt = ""
+        self._journal_error = ""
         self._notify(Severity.WARNING, "engine resumed", f"kill switch cleared by {source}")
 
     def positions(self) -> dict[str, HedgedPosition]:
@@ -278,6 +283,7 @@ class KimpEngine:
             "halted": halted,
             "halt_reason": reason,
             "risk_halt": self._risk_halt,
+            "journal_error": self.journal.write_error if self.journal else "",
             "breakers": {k: b.snapshot() for k, b in self.breakers.items()},
             "capital": self.capital.snapshot(),
             "positions": {k: msgspec.to_builtins(v) for k, v in self.positions().items()},
@@ -288,6 +294,25 @@ class KimpEngine:
             self.journal.notification(str(severity.value), title, message)
         if self._notifier is not None:
             self._notifier.notify(severity, title, message)
+
+    def _journal_failed(self, error: str) -> None:
+        """A SQLite write failed (a full disk, a read-only file...). New signals are
+        refused from now on — through the halt stamp, which needs no SQLite write and is
+        seen by every process of this journal (``kimp-fast status`` shows it); what is in
+        flight carries on (its writes go to the redo file). A CRITICAL alert goes out
+        directly: a notification row would be one more write to the failing journal."""
+        if self._journal_error or self.journal is None:
+            return
+        self._journal_error = error
+        reason = (f"journal write failed ({error}): new signals refused; free the disk / make the "
+                  "journal writable, then 'kimp-fast resume'")
+        try:
+            self.journal.stamp_halt(reason, "journal", replace=False)  # an operator's halt keeps its reason
+        except Exception as exc:  # pragma: no cover - an engine journal always has its stamp
+            log.critical("cannot halt through the stamp either: %s", exc)
+        log.critical("engine halted: %s", reason)
+        if self._notifier is not None:
+            self._notifier.notify(Severity.CRITICAL, "journal write failed: engine halted", reason)
 
     def _on_breaker(self, name: str, old: BreakerState, new: BreakerState, reason: str) -> None:
         if self.journal is not None:
@@ -364,7 +389,12 @@ class KimpEngine:
                 signal_id=sig.id, action=sig.action, coin=sig.coin, status="rejected",
                 reason=f"failed before any order was sent: {text}", timings_us=timings,
             )
-            self._finish(report)
+            try:
+                self._finish(report)
+            except Exception:
+                if not self._journal_error:
+                    raise
+                log.warning("signal %s rejected; not journaled (the journal cannot be written)", sig.id)
             return report
         log.exception("signal %s failed with orders in flight", sig.id)
         report = ExecutionReport(
@@ -442,7 +472,13 @@ class KimpEngine:
             signal_id=sig.id, action=sig.action, coin=sig.coin, status=status,  # type: ignore[arg-type]
             reason=reason, timings_us=timings,
         )
-        self._finish(report)
+        try:
+            self._finish(report)
+        except Exception:
+            if not self._journal_error:
+                raise
+            # Nothing was sent; the journal that cannot take this refusal is why it is one.
+            log.warning("signal %s refused; not journaled (the journal cannot be written)", sig.id)
         return report
 
     def _finish(self, report: ExecutionReport, **kw: Any) -> None:
