@@ -39,7 +39,7 @@ from .executor import PairExecutor, Unresolved, _err_text
 from .journal import Journal, OrderRow
 from .legs import LegBook
 from .market import Capital, MarketData
-from .models import ExecutionReport, HedgedPosition, OrderBook, OrderRequest, OrderResult, Signal
+from .models import ExecutionReport, HedgedPosition, OrderBook, OrderRequest, OrderResult, Signal, bounded
 from .notify import Severity, make_notifier
 from .pricing import estimate_exit, mid, premium, size_enter
 
@@ -175,6 +175,8 @@ class KimpEngine:
                                write_behind=cfg.journal.write_behind, exclusive=True)
         self._journal_error = ""
         self.journal.on_write_error = self._journal_failed
+        for warning in cfg.insecure_http_warnings():
+            log.warning("%s", warning)
         self._seen = self.journal.signal_ids()
         self._positions = None
         if self._notifier is None:
@@ -428,12 +430,13 @@ class KimpEngine:
         return ""
 
     def _malformed(self, raw: object, exc: Exception) -> ExecutionReport:
-        sid = ""
+        # Whatever the input holds, only a bounded part of it is shown (a 10 MB field
+        # must not travel on in the report).
+        sid = action = ""
         if isinstance(raw, Mapping):
-            sid = str(raw.get("id", ""))[:128]
+            sid, action = bounded(raw.get("id", ""), 128), bounded(raw.get("action", ""), 16)
         return ExecutionReport(
-            signal_id=sid, action=str(raw.get("action", "")) if isinstance(raw, Mapping) else "",
-            coin="", status="rejected", reason=f"invalid signal: {exc}",
+            signal_id=sid, action=action, coin="", status="rejected", reason=f"invalid signal: {bounded(exc)}",
         )
 
     def _duplicate(self, sig: Signal) -> ExecutionReport:

@@ -56,7 +56,7 @@ try:  # POSIX; elsewhere the one-engine-per-journal lock is not enforced
 except ImportError:  # pragma: no cover
     fcntl = None  # type: ignore[assignment]
 
-from .models import ExecutionReport, HedgedPosition
+from .models import TEXT_LIMIT, ExecutionReport, HedgedPosition, bounded
 
 __all__ = [
     "HALT_STAMP_SIZE", "Journal", "JournalError", "OrderRow", "SCHEMA_VERSION", "UNFINISHED_ORDER_STATES",
@@ -921,8 +921,10 @@ class Journal:
     def record_rejected_signal(self, signal_id: str, action: str, coin: str, report: ExecutionReport) -> None:
         """Journal a signal refused at validation (it may be malformed, so only what is known)."""
         now = _now_ms()
-        self._write([("rejected_signal", [signal_id, action, coin, now, report.status, report.reason,
-                                          _encoder.encode(report).decode(), now])])
+        if len(report.reason) > TEXT_LIMIT or len(signal_id) > 128:  # what a rejected input may leave behind
+            report = msgspec.structs.replace(report, reason=bounded(report.reason), signal_id=bounded(signal_id, 128))
+        self._write([("rejected_signal", [bounded(signal_id, 128), bounded(action, 16), bounded(coin, 16), now,
+                                          report.status, report.reason, _encoder.encode(report).decode(), now])])
 
     def finish_signal(
         self,
