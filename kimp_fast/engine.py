@@ -303,15 +303,19 @@ class KimpEngine:
         seen by every process of this journal (``kimp-fast status`` shows it); what is in
         flight carries on (its writes go to the redo file). A CRITICAL alert goes out
         directly: a notification row would be one more write to the failing journal."""
-        if self._journal_error or self.journal is None:
+        if self.journal is None:
             return
+        held = self.journal.stamp_halted
+        if held and self._journal_error:
+            return  # halted and alerted already (a resume, from any process, clears the stamp)
         self._journal_error = error
         reason = (f"journal write failed ({error}): new signals refused; free the disk / make the "
                   "journal writable, then 'kimp-fast resume'")
-        try:
-            self.journal.stamp_halt(reason, "journal", replace=False)  # an operator's halt keeps its reason
-        except Exception as exc:  # pragma: no cover - an engine journal always has its stamp
-            log.critical("cannot halt through the stamp either: %s", exc)
+        if not held:  # an operator's halt already in the stamp keeps its reason
+            try:
+                self.journal.stamp_halt(reason, "journal")
+            except Exception as exc:  # pragma: no cover - an engine journal always has its stamp
+                log.critical("cannot halt through the stamp either: %s", exc)
         log.critical("engine halted: %s", reason)
         if self._notifier is not None:
             self._notifier.notify(Severity.CRITICAL, "journal write failed: engine halted", reason)

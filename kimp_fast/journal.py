@@ -27,7 +27,9 @@ The redo line is the write-ahead record: it has the durability of a committed WA
 transaction (a process crash loses nothing; with ``synchronous=FULL`` it is fsynced too),
 and every line carries a sequence number that SQLite stores with the rows it produced
 (``journal_meta``), so reopening the journal applies exactly the lines that were not yet
-applied — never one twice. The redo file is held under an exclusive ``flock``: one engine
+applied — never one twice. Each line carries a crc32 of its JSON, so damage is told from
+a crash's torn last line (see ``_replay``). The redo file is held under an exclusive
+``flock`` by the engine's journal (``exclusive=True``, write-behind or not): one engine
 per journal. Other processes (the CLI) read SQLite; a lagging second is the most they
 can see, and a journal left by a crashed engine is brought up to date by whoever opens it
 next while no engine holds it.
@@ -236,9 +238,12 @@ class JournalError(RuntimeError):
 _CRC_LEN = 8
 
 
+_crc32 = zlib.crc32
+
+
 def _redo_line(record: tuple[int, _Write]) -> bytes:
     body = _redo_encoder.encode(record)
-    return b"%08x %b\n" % (zlib.crc32(body), body)
+    return b"%08x %b\n" % (_crc32(body), body)
 
 
 def _check_line(line: bytes) -> bytes | None:
@@ -782,7 +787,8 @@ class Journal:
                 self._write_works_again()
             return
         seq = self._seq + 1
-        line = _redo_line((seq, write))
+        body = _redo_encoder.encode((seq, write))  # _redo_line, inlined: this is the order path
+        line = b"%08x %b\n" % (_crc32(body), body)
         start = self._redo_size
         end = start + len(line)
         mm = self._redo_map
@@ -1195,6 +1201,11 @@ class Journal:
         if not replace and _read_stamp_halt(self._halt_map) is not None:
             return
         _write_stamp_halt(self._halt_map, reason, source)
+
+    @property
+    def stamp_halted(self) -> bool:
+        """True while the stamp holds a halt (set through it and not resumed)."""
+        return self._halt_map is not None and _read_stamp_halt(self._halt_map) is not None
 
     def record_stamp_halt(self) -> bool:
         """Record a halt set through the stamp in the ``halts`` table (once). Returns True

@@ -126,7 +126,27 @@ async def test_halt_from_the_cli_when_sqlite_cannot_be_written_stops_the_running
         assert [h["reason"] for h in engine.journal.halts()] == ["disk full"]  # recorded once, later
         engine.journal.flush()
         assert len(engine.journal.halts()) == 1
-        engine.resume(source="test")
+        resumed = kimp("resume", "--journal", str(path))  # from another process
+        assert resumed.returncode == 0, resumed.stderr
         assert not engine.halted
         rep = await engine.submit(sig("cli-h2"))
         assert rep.status == "filled", rep.reason
+
+        # a second failure after that resume halts again
+        await control.market(premium=0.03)
+        reader = sqlite3.connect(path, isolation_level=None)
+        reader.execute("BEGIN")
+        reader.execute("SELECT COUNT(*) FROM halts").fetchone()
+        filler = fill(small_tmpfs)
+        try:
+            await engine.submit(sig("cli-h3", "EXIT", None))
+            for _ in range(5):
+                await __import__("asyncio").sleep(0.01)
+            n = len(await control.orders())
+            assert engine.halted and "journal write failed" in engine.halt_reason
+            assert (await engine.submit(sig("cli-h4"))).status == "refused"
+            assert len(await control.orders()) == n
+        finally:
+            os.unlink(filler)
+            reader.execute("ROLLBACK")
+            reader.close()
