@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import hmac
+import ipaddress
 import os
 import re
 import sys
@@ -38,6 +39,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -46,6 +48,8 @@ else:  # pragma: no cover - exercised on 3.10 only
 
 __all__ = [
     "SECTIONS",
+    "is_loopback_url",
+    "mask_credentials",
     "BinanceConfig",
     "CapitalConfig",
     "CircuitConfig",
@@ -161,8 +165,37 @@ _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 _COIN = re.compile(r"[A-Z0-9]{1,16}")
 
 
+_USERINFO = re.compile(r"[^\s/@]+@")
+
+
+def mask_credentials(text: str) -> str:
+    """``text`` with the user-info of any URL in it (``user:password@``) replaced by ``***@``."""
+    return _USERINFO.sub("***@", text)
+
+
+def is_loopback_url(url: str) -> bool:
+    """True when ``url``'s host is this machine: ``localhost``, 127.0.0.0/8 or ::1."""
+    try:
+        host = urlsplit(url).hostname
+    except ValueError:
+        return False
+    if host is None:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _insecure(url: str | None) -> bool:
+    """Plain http to a host other than this machine."""
+    return url is not None and url.lower().startswith("http://") and not is_loopback_url(url)
+
+
 def _show(value: object) -> str:
-    text = repr(value)
+    text = mask_credentials(repr(value))
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -417,6 +450,9 @@ class UpbitConfig(_Section):
     timeout_s: float = _setting(5.0, _float(0.0, 120.0, lo_open=True))
     jwt_alg: str = _setting("HS256", _choice("HS256", "HS512", upper=True))
     order_rate_per_sec: float = _setting(8.0, _float(0.0, 100.0, lo_open=True))
+    #: accept a plain http:// base_url to a host other than this machine (logged as a
+    #: warning at start); without it only https:// or loopback http:// is accepted
+    allow_insecure_http: bool = _setting(False, _bool())
 
     @property
     def key_env_names(self) -> tuple[str, str]:
@@ -426,6 +462,7 @@ class UpbitConfig(_Section):
     def _cross_check(self) -> None:
         if self.access_key_env == self.secret_key_env:
             raise self._err("secret_key_env", "must name a different variable than access_key_env")
+        _check_http(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -446,6 +483,8 @@ class BinanceConfig(_Section):
     #: seconds between background reads of the commission rates (0 = only at start and
     #: before each EXIT, which always reads them)
     fee_refresh_s: float = _setting(300.0, _float(0.0, 86400.0))
+    #: as [upbit] allow_insecure_http
+    allow_insecure_http: bool = _setting(False, _bool())
 
     @property
     def key_env_names(self) -> tuple[str, str]:
@@ -455,6 +494,21 @@ class BinanceConfig(_Section):
     def _cross_check(self) -> None:
         if self.api_key_env == self.secret_key_env:
             raise self._err("secret_key_env", "must name a different variable than api_key_env")
+        _check_http(self)
+
+
+def _check_http(section: Any) -> None:
+    """Plain http only to this machine, unless the section says ``allow_insecure_http``:
+    keys, signatures and orders would travel in cleartext, and answers could be forged."""
+    url = section.base_url
+    if _insecure(url) and not section.allow_insecure_http:
+        host = urlsplit(url).hostname or "?"
+        raise section._err(
+            "base_url",
+            f"plain http:// to {host}, which is not this machine (keys, orders and answers in "
+            f"cleartext): use https://, or set {section.SECTION}.allow_insecure_http = true for a "
+            "network you trust (a warning is logged at every start)",
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -479,6 +533,8 @@ class NotifyConfig(_Section):
     max_queue: int = _setting(1000, _int(1, 1_000_000))
     timeout_s: float = _setting(5.0, _float(0.0, 120.0, lo_open=True))
     retries: int = _setting(3, _int(0, 20))
+    #: accept a plain http:// webhook URL to a host other than this machine (warned at start)
+    allow_insecure_http: bool = _setting(False, _bool())
 
 
 @dataclass(frozen=True, slots=True)
@@ -879,7 +935,32 @@ class EngineConfig:
                 f"environment variable {name} must hold an http(s) webhook URL (value not shown)",
                 key="notify.discord_webhook_url_env",
             )
+        if _insecure(url) and not self.notify.allow_insecure_http:
+            raise ConfigError(
+                f"environment variable {name} holds a plain http:// URL to a host that is not this "
+                "machine (the webhook's token in cleartext; value not shown): use https://, or set "
+                "notify.allow_insecure_http = true",
+                key="notify.discord_webhook_url_env",
+            )
         return Secret(url)
+
+    def insecure_http_warnings(self, environ: Mapping[str, str] | None = None) -> list[str]:
+        """One line per plain-http URL to another machine that ``allow_insecure_http``
+        lets through (the engine logs them at start). No credential is shown."""
+        out = []
+        for sec in (self.upbit, self.binance):
+            if _insecure(sec.base_url):
+                out.append(f"{sec.SECTION}.base_url is plain http:// to {urlsplit(sec.base_url).hostname} "
+                           f"({sec.SECTION}.allow_insecure_http = true): keys and orders travel in cleartext")
+        if self.notify.allow_insecure_http and self.notify.discord_webhook_url_env is not None:
+            try:
+                url = self.discord_webhook_url(environ)
+            except ConfigError:
+                url = None
+            if url is not None and _insecure(url.get()):
+                out.append("the notify webhook URL is plain http:// (notify.allow_insecure_http = true): "
+                           "its token travels in cleartext")
+        return out
 
     # ---- views
 

@@ -40,7 +40,7 @@ from .executor import PairExecutor, Unresolved, _err_text
 from .journal import Journal, OrderRow
 from .legs import LegBook
 from .market import Capital, MarketData
-from .models import ExecutionReport, HedgedPosition, OrderBook, OrderRequest, OrderResult, Signal
+from .models import ExecutionReport, HedgedPosition, OrderBook, OrderRequest, OrderResult, Signal, bounded
 from .notify import Severity, make_notifier
 from .pricing import estimate_exit, mid, premium, size_enter
 
@@ -110,6 +110,7 @@ class KimpEngine:
         self._locks: dict[str, asyncio.Lock] = {}
         self._tasks: list[asyncio.Task[Any]] = []
         self._risk_halt = ""
+        self._journal_error = ""  # the first failed journal write since start/resume
         self._risk_level: dict[str, str] = {}
         # venue that failed to fill its leg -> ENTERs fully unwound in a row for that cause
         self._unwinds: dict[str, int] = {}
@@ -176,8 +177,13 @@ class KimpEngine:
 
     async def start(self) -> None:
         cfg = self.config
+        # exclusive: one engine per journal, with or without write-behind
         self.journal = Journal(cfg.journal.path, synchronous=cfg.journal.synchronous, autocheckpoint=False,
-                               write_behind=cfg.journal.write_behind)
+                               write_behind=cfg.journal.write_behind, exclusive=True)
+        self._journal_error = ""
+        self.journal.on_write_error = self._journal_failed
+        for warning in cfg.insecure_http_warnings():
+            log.warning("%s", warning)
         self._seen = self.journal.signal_ids()
         self._positions = None
         if self._notifier is None:
@@ -275,6 +281,7 @@ class KimpEngine:
         self.journal.clear_halt(source)
         self._risk_halt = ""
         self._unwinds.clear()
+        self._journal_error = ""
         self._notify(Severity.WARNING, "engine resumed", f"kill switch cleared by {source}")
 
     def positions(self) -> dict[str, HedgedPosition]:
@@ -291,6 +298,7 @@ class KimpEngine:
             "halt_reason": reason,
             "halt_scope": ("entries" if self.journal.halt_entries_only else "all") if halted else "",
             "risk_halt": self._risk_halt,
+            "journal_error": self.journal.write_error if self.journal else "",
             "breakers": {k: b.snapshot() for k, b in self.breakers.items()},
             "capital": self.capital.snapshot(),
             "positions": {k: msgspec.to_builtins(v) for k, v in self.positions().items()},
@@ -301,6 +309,29 @@ class KimpEngine:
             self.journal.notification(str(severity.value), title, message)
         if self._notifier is not None:
             self._notifier.notify(severity, title, message)
+
+    def _journal_failed(self, error: str) -> None:
+        """A SQLite write failed (a full disk, a read-only file...). New signals are
+        refused from now on — through the halt stamp, which needs no SQLite write and is
+        seen by every process of this journal (``kimp-fast status`` shows it); what is in
+        flight carries on (its writes go to the redo file). A CRITICAL alert goes out
+        directly: a notification row would be one more write to the failing journal."""
+        if self.journal is None:
+            return
+        held = self.journal.stamp_halted
+        if held and self._journal_error:
+            return  # halted and alerted already (a resume, from any process, clears the stamp)
+        self._journal_error = error
+        reason = (f"journal write failed ({error}): new signals refused; free the disk / make the "
+                  "journal writable, then 'kimp-fast resume'")
+        if not held:  # an operator's halt already in the stamp keeps its reason
+            try:
+                self.journal.stamp_halt(reason, "journal")
+            except Exception as exc:  # pragma: no cover - an engine journal always has its stamp
+                log.critical("cannot halt through the stamp either: %s", exc)
+        log.critical("engine halted: %s", reason)
+        if self._notifier is not None:
+            self._notifier.notify(Severity.CRITICAL, "journal write failed: engine halted", reason)
 
     def _on_breaker(self, name: str, old: BreakerState, new: BreakerState, reason: str) -> None:
         if self.journal is not None:
@@ -377,7 +408,12 @@ class KimpEngine:
                 signal_id=sig.id, action=sig.action, coin=sig.coin, status="rejected",
                 reason=f"failed before any order was sent: {text}", timings_us=timings,
             )
-            self._finish(report)
+            try:
+                self._finish(report)
+            except Exception:
+                if not self._journal_error:
+                    raise
+                log.warning("signal %s rejected; not journaled (the journal cannot be written)", sig.id)
             return report
         log.exception("signal %s failed with orders in flight", sig.id)
         report = ExecutionReport(
@@ -411,12 +447,13 @@ class KimpEngine:
         return ""
 
     def _malformed(self, raw: object, exc: Exception) -> ExecutionReport:
-        sid = ""
+        # Whatever the input holds, only a bounded part of it is shown (a 10 MB field
+        # must not travel on in the report).
+        sid = action = ""
         if isinstance(raw, Mapping):
-            sid = str(raw.get("id", ""))[:128]
+            sid, action = bounded(raw.get("id", ""), 128), bounded(raw.get("action", ""), 16)
         return ExecutionReport(
-            signal_id=sid, action=str(raw.get("action", "")) if isinstance(raw, Mapping) else "",
-            coin="", status="rejected", reason=f"invalid signal: {exc}",
+            signal_id=sid, action=action, coin="", status="rejected", reason=f"invalid signal: {bounded(exc)}",
         )
 
     def _duplicate(self, sig: Signal) -> ExecutionReport:
@@ -456,7 +493,13 @@ class KimpEngine:
             signal_id=sig.id, action=sig.action, coin=sig.coin, status=status,  # type: ignore[arg-type]
             reason=reason, timings_us=timings,
         )
-        self._finish(report)
+        try:
+            self._finish(report)
+        except Exception:
+            if not self._journal_error:
+                raise
+            # Nothing was sent; the journal that cannot take this refusal is why it is one.
+            log.warning("signal %s refused; not journaled (the journal cannot be written)", sig.id)
         return report
 
     def _finish(self, report: ExecutionReport, **kw: Any) -> None:

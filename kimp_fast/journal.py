@@ -27,7 +27,9 @@ The redo line is the write-ahead record: it has the durability of a committed WA
 transaction (a process crash loses nothing; with ``synchronous=FULL`` it is fsynced too),
 and every line carries a sequence number that SQLite stores with the rows it produced
 (``journal_meta``), so reopening the journal applies exactly the lines that were not yet
-applied — never one twice. The redo file is held under an exclusive ``flock``: one engine
+applied — never one twice. Each line carries a crc32 of its JSON, so damage is told from
+a crash's torn last line (see ``_replay``). The redo file is held under an exclusive
+``flock`` by the engine's journal (``exclusive=True``, write-behind or not): one engine
 per journal. Other processes (the CLI) read SQLite; a lagging second is the most they
 can see, and a journal left by a crashed engine is brought up to date by whoever opens it
 next while no engine holds it.
@@ -36,13 +38,15 @@ next while no engine holds it.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import mmap
 import os
 import sqlite3
 import struct
 import time
-from collections.abc import Iterator
+import zlib
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
@@ -54,9 +58,12 @@ try:  # POSIX; elsewhere the one-engine-per-journal lock is not enforced
 except ImportError:  # pragma: no cover
     fcntl = None  # type: ignore[assignment]
 
-from .models import ExecutionReport, HedgedPosition
+from .models import TEXT_LIMIT, ExecutionReport, HedgedPosition, bounded
 
-__all__ = ["Journal", "JournalError", "OrderRow", "SCHEMA_VERSION", "UNFINISHED_ORDER_STATES"]
+__all__ = [
+    "HALT_STAMP_SIZE", "Journal", "JournalError", "OrderRow", "SCHEMA_VERSION", "UNFINISHED_ORDER_STATES",
+    "stamp_halt",
+]
 
 SCHEMA_VERSION = 2
 
@@ -223,6 +230,120 @@ class JournalError(RuntimeError):
     pass
 
 
+# -- redo lines ----------------------------------------------------------------------
+# A redo line is ``<crc32 of the JSON, 8 lowercase hex digits> <JSON>\n``. The checksum
+# tells a damaged line (a flipped digit, a NUL, a zeroed block) from a good one; one
+# zlib.crc32 over a few hundred bytes costs well under a microsecond on the order path.
+# Lines written before checksums existed start with ``[`` and are refused (see _replay).
+_CRC_LEN = 8
+
+
+_crc32 = zlib.crc32
+
+
+def _redo_line(record: tuple[int, _Write]) -> bytes:
+    body = _redo_encoder.encode(record)
+    return b"%08x %b\n" % (_crc32(body), body)
+
+
+def _check_line(line: bytes) -> bytes | None:
+    """The JSON of a redo line whose checksum matches, else None."""
+    if len(line) < _CRC_LEN + 2 or line[_CRC_LEN] != 0x20:
+        return None
+    try:
+        crc = int(line[:_CRC_LEN], 16)
+    except ValueError:
+        return None
+    body = line[_CRC_LEN + 1:]
+    return body if zlib.crc32(body) == crc else None
+
+
+# -- the kill-switch stamp -----------------------------------------------------------
+#: Size of ``<path>-halt``: one page, written in full when the file is created (a
+#: sparse page of a memory map on a full tmpfs is a SIGBUS at the first read).
+HALT_STAMP_SIZE = 4096
+# Layout (little-endian): [0:8] change stamp (random | 1, moved after every change);
+# [8:16] token of a halt set through the stamp (0: none) — in force until a resume,
+# whatever SQLite says; [16:24] its time (ms); [24:26] reason length; [26:28] source
+# length; [28:32] crc32 of bytes 8..28 + reason + source; [32:32+1024] reason (UTF-8);
+# [1056:1056+64] source.
+_STAMP_HEAD = struct.Struct("<QQHH")  # token, ts_ms, reason length, source length (at offset 8)
+_STAMP_REASON_AT, _STAMP_REASON_MAX = 32, 1024
+_STAMP_SOURCE_AT, _STAMP_SOURCE_MAX = 1056, 64
+
+
+def _clip_utf8(text: str, limit: int) -> bytes:
+    raw = text.encode("utf-8", "replace")
+    if len(raw) <= limit:
+        return raw
+    return raw[:limit - 3].decode("utf-8", "ignore").encode() + b"..."
+
+
+def _open_stamp(path: str) -> mmap.mmap:
+    """Map ``<journal>-halt``, creating it (0600) with every byte written, or extending an
+    older, shorter or sparse one the same way. Raises OSError when the space cannot be had
+    (a full disk) — before anything is mapped, so no read of the map can fault."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        st = os.fstat(fd)
+        if st.st_size < HALT_STAMP_SIZE or st.st_blocks * 512 < HALT_STAMP_SIZE:
+            # Write (never ftruncate) the whole page: the file system must give the blocks
+            # now. What an older stamp file holds is kept (its change stamp, its halt).
+            have = os.pread(fd, HALT_STAMP_SIZE, 0)
+            data = have + bytes(HALT_STAMP_SIZE - len(have))
+            if os.pwrite(fd, data, 0) != HALT_STAMP_SIZE:  # pragma: no cover - short write
+                raise OSError(28, "short write reserving the kill-switch stamp")
+            os.fsync(fd)
+        return mmap.mmap(fd, HALT_STAMP_SIZE)
+    finally:
+        os.close(fd)
+
+
+def _write_stamp_halt(mm: mmap.mmap, reason: str, source: str) -> int:
+    """Put a halt into the stamp (no SQLite involved); returns its token."""
+    token = int.from_bytes(os.urandom(8), "little") | 1
+    r, s = _clip_utf8(reason, _STAMP_REASON_MAX), _clip_utf8(source, _STAMP_SOURCE_MAX)
+    head = _STAMP_HEAD.pack(token, _now_ms(), len(r), len(s))
+    mm[_STAMP_REASON_AT:_STAMP_REASON_AT + len(r)] = r
+    mm[_STAMP_SOURCE_AT:_STAMP_SOURCE_AT + len(s)] = s
+    mm[8:8 + _STAMP_HEAD.size] = head
+    struct.pack_into("<I", mm, 28, zlib.crc32(head + r + s))
+    _move_stamp(mm)
+    return token
+
+
+def _move_stamp(mm: mmap.mmap) -> None:
+    struct.pack_into("<Q", mm, 0, int.from_bytes(os.urandom(8), "little") | 1)
+
+
+def _read_stamp_halt(mm: mmap.mmap) -> tuple[int, str, str, int] | None:
+    """(token, reason, source, ts_ms) of the halt set through the stamp, or None. A record
+    that does not check out (being written right now, or damaged) reads as a halt."""
+    token, ts_ms, rlen, slen = _STAMP_HEAD.unpack_from(mm, 8)
+    if token == 0:
+        return None
+    if rlen > _STAMP_REASON_MAX or slen > _STAMP_SOURCE_MAX:
+        return token, "kill switch set through the halt stamp (its record is unreadable)", "?", ts_ms
+    r = mm[_STAMP_REASON_AT:_STAMP_REASON_AT + rlen]
+    s = mm[_STAMP_SOURCE_AT:_STAMP_SOURCE_AT + slen]
+    if zlib.crc32(mm[8:8 + _STAMP_HEAD.size] + r + s) != struct.unpack_from("<I", mm, 28)[0]:
+        return token, "kill switch set through the halt stamp (its record is unreadable)", "?", ts_ms
+    return token, r.decode("utf-8", "replace"), s.decode("utf-8", "replace"), ts_ms
+
+
+def stamp_halt(path: str | os.PathLike[str], reason: str, source: str = "cli") -> None:
+    """Halt the engine of journal ``path`` through its kill-switch stamp alone — no SQLite
+    write (``kimp-fast halt`` when SQLite cannot be written: a full disk, a read-only
+    file). A running engine sees it at its next signal; it stays in force until a resume
+    and is recorded in the ``halts`` table by the next process that can write SQLite."""
+    mm = _open_stamp(os.fspath(path) + "-halt")
+    try:
+        _write_stamp_halt(mm, reason, source)
+        mm.flush()
+    finally:
+        mm.close()
+
+
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -311,22 +432,34 @@ class Journal:
         synchronous: str = "NORMAL",
         autocheckpoint: bool = True,
         write_behind: bool = False,
+        exclusive: bool | None = None,
     ) -> None:
         if synchronous not in ("NORMAL", "FULL"):
             raise ValueError("synchronous: expected 'NORMAL' or 'FULL'")
         self.path = os.fspath(path)
         self.redo_path = self.path + "-redo"
         self.write_behind = write_behind
+        #: the engine's journal: holds the one-engine lock for its whole life (whatever
+        #: write_behind says) and needs its kill-switch stamp; readers (the CLI) do not
+        self.exclusive = write_behind if exclusive is None else exclusive
+        if write_behind and not self.exclusive:
+            raise ValueError("write_behind needs exclusive=True (one engine per journal)")
+        #: why the last SQLite write failed ("" while writes succeed)
+        self.write_error = ""
+        #: called with the error text when a SQLite write fails (the engine halts entries)
+        self.on_write_error: Callable[[str], None] | None = None
         self._fsync = synchronous == "FULL"
         self._pending: list[tuple[int, _Write]] = []
         self._seq = 0
         self._redo_fd = -1
+        self._lock_fd = -1  # the redo file, held under flock by an exclusive journal without write-behind
         self._redo_map: mmap.mmap | None = None
         self._redo_size = 0  # bytes of unapplied writes at the start of the map
         self._halt_map: mmap.mmap | None = None
         self._halt_seen = -1  # the kill-switch stamp halt_state() last read SQLite under
         self._halt_cached: tuple[bool, str, int] = (False, "", 0)
         self._halt_entries_only = False  # the cached halt refuses ENTERs only (set_halt(entries_only=True))
+        self._stamp_recorded = 0  # token of the stamp halt known to be in SQLite
         self._flush_scheduled = False
         self._broken = ""
         #: client ids whose intent this journal wrote: an update of any other id is
@@ -334,6 +467,13 @@ class Journal:
         self._known_orders: set[str] = set()
         parent = os.path.dirname(os.path.abspath(self.path))
         os.makedirs(parent, exist_ok=True)
+        if self.path != ":memory:" and not self.path.startswith("file:"):
+            # Created 0600 like the redo file (SQLite gives -wal and -shm the mode of the
+            # database file): the journal holds positions, orders and balances.
+            try:
+                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            except FileExistsError:
+                pass
         # isolation_level=None: we issue BEGIN/COMMIT ourselves, so a multi-row step is
         # one atomic transaction and nothing is left half-written by a crash.
         self._conn = sqlite3.connect(self.path, isolation_level=None, timeout=10.0)
@@ -351,9 +491,14 @@ class Journal:
             self._migrate()
             self._open_redo()
             self._open_halt_stamp()
+            if self.exclusive:
+                self.record_stamp_halt()
         except BaseException:
             self._close_redo()
             self._conn.close()
+            if self._lock_fd >= 0:
+                os.close(self._lock_fd)
+                self._lock_fd = -1
             raise
 
     # -- lifecycle -------------------------------------------------------------------
@@ -370,6 +515,9 @@ class Journal:
                 self._halt_map.close()
                 self._halt_map = None
             self._conn.close()
+            if self._lock_fd >= 0:
+                os.close(self._lock_fd)  # releases the one-engine lock
+                self._lock_fd = -1
 
     def __enter__(self) -> "Journal":
         return self
@@ -438,7 +586,7 @@ class Journal:
     def _open_redo(self) -> None:
         """Take the redo file (write-behind) or, when no engine holds it, apply what a
         crashed one left there."""
-        if not self.write_behind:
+        if not self.exclusive:
             try:
                 if os.path.getsize(self.redo_path) == 0:
                     return
@@ -450,7 +598,7 @@ class Journal:
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
-                    if self.write_behind:
+                    if self.exclusive:
                         raise JournalError(
                             f"journal {self.path} is in use by another engine (its redo file "
                             f"{self.redo_path} is locked): one engine per journal"
@@ -469,7 +617,10 @@ class Journal:
             os.close(fd)
             raise
         if not self.write_behind:
-            os.close(fd)  # closing releases the lock
+            if self.exclusive:
+                self._lock_fd = fd  # held (the lock with it) until close()
+            else:
+                os.close(fd)  # closing releases the lock
 
     def _map_redo(self, size: int) -> None:
         """Reserve ``size`` bytes on disk (so a full disk fails here, not as a SIGBUS on a
@@ -477,10 +628,15 @@ class Journal:
         the kernel keeps when the process dies — no system call on the order path."""
         self._release_redo_map()
         os.ftruncate(self._redo_fd, 0)  # whatever was there is applied: start from zeros
-        if hasattr(os, "posix_fallocate"):
+        try:
             os.posix_fallocate(self._redo_fd, 0, size)
-        else:  # pragma: no cover - no such call on this platform: a sparse file
-            os.ftruncate(self._redo_fd, size)
+        except (AttributeError, OSError) as exc:
+            if isinstance(exc, OSError) and exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                raise  # ENOSPC and the like: no map (a sparse one would SIGBUS later)
+            # no fallocate on this platform/file system: write the zeros (never a sparse file)
+            zeros = bytes(min(size, 1 << 20))
+            for off in range(0, size, len(zeros)):
+                os.pwrite(self._redo_fd, zeros[:size - off], off)
         self._redo_map = mmap.mmap(self._redo_fd, size)
         self._redo_size = 0
 
@@ -501,38 +657,107 @@ class Journal:
 
     def _replay(self, fd: int) -> None:
         """Apply the redo lines SQLite does not have yet (sequence numbers above the one
-        stored with the last applied line), in one transaction. The lines end at the
-        first NUL byte (the unused, zeroed rest of the file; JSON never holds a raw NUL)."""
+        stored with the last applied line), in one transaction.
+
+        Every line is checked against its checksum. What a crash can leave, and how it is
+        read:
+
+        * lines, then a *last* line cut short inside its write (unterminated, or holding
+          NUL bytes the copy had not reached): that write never returned, so nothing it
+          announced was sent — skipped, with a warning;
+        * a region whose first byte is NUL: a flush was zeroing lines SQLite already has
+          (it zeroes the first byte first) — whatever is still legible there must be
+          applied already.
+
+        Anything else is damage and stops the opening with a :class:`JournalError` that
+        names the line: a line that fails its checksum before the last, a complete last
+        line that fails it, an unapplied line behind a zeroed start, a line in the format
+        of a kimp-fast without checksums.
+        """
+        size = os.fstat(fd).st_size
         chunks = []
-        while True:
-            b = os.pread(fd, 1 << 20, sum(map(len, chunks)))
+        off = 0
+        while off < size:
+            b = os.pread(fd, min(1 << 20, size - off), off)
             if not b:
                 break
-            end = b.find(b"\x00")
-            chunks.append(b if end < 0 else b[:end])
-            if end >= 0:
-                break
-        data = b"".join(chunks)
+            chunks.append(b)
+            off += len(b)
+        data = b"".join(chunks).rstrip(b"\x00")  # the unused, zeroed rest of the file
         applied = self._applied_seq()
         self._seq = applied
         if not data:
             return
+        what_to_do = (
+            "The engine does not start on a damaged redo file, so that no journal write is lost "
+            "silently. Keep the file. Compare the journal with the exchanges (kimp-fast reconcile "
+            "needs the journal to open: move the redo file aside first, keeping the copy), repair "
+            "the journal by hand from the remaining lines if needed (each is '<crc32 hex> <JSON>'), "
+            "then start with the redo file moved aside."
+        )
+        if data[0] == 0:
+            # A flush was clearing what SQLite already has; every legible line must be applied.
+            zeros = len(data) - len(data.lstrip(b"\x00"))
+            at = 0
+            for n, line in enumerate(data.split(b"\n"), 1):
+                body = _check_line(line.lstrip(b"\x00"))
+                start, at = at, at + len(line) + 1
+                if body is None:
+                    continue
+                seq = self._decode_redo(body, n)[0]
+                if seq > applied:
+                    raise JournalError(
+                        f"redo file {self.redo_path} is damaged: its start is zeroed (bytes 0-{zeros - 1}) but "
+                        f"write {seq} (line {n}, at byte {start}) was never applied to SQLite (applied up to "
+                        f"{applied}): what the zeroed bytes held is lost. {what_to_do}"
+                    )
+            return
         lines = data.split(b"\n")
-        if lines[-1]:
-            # A line cut short by a crash inside its write: the write never returned, so
-            # nothing it announced was sent. Anything else unreadable is damage.
-            log.warning("journal %s: ignoring an incomplete last redo line (%d bytes)", self.path, len(lines[-1]))
+        terminated = data.endswith(b"\n")
+        if terminated:
+            lines.pop()  # the empty piece after the last newline
         records = []
-        for n, line in enumerate(lines[:-1], 1):
-            try:
-                records.append(_redo_decoder.decode(line))
-            except msgspec.DecodeError as exc:
-                raise JournalError(f"redo file {self.redo_path} line {n} is damaged: {exc}") from None
+        last = len(lines)
+        for n, line in enumerate(lines, 1):
+            if line.startswith(b"[") and not (n == last and not terminated):
+                raise JournalError(
+                    f"redo file {self.redo_path} line {n} was written by an earlier kimp-fast, without a "
+                    f"checksum; this version does not apply unchecked lines. Open the journal once with the version that wrote it (for example "
+                    f"'kimp-fast status --journal {self.path}' while no engine runs): it applies "
+                    f"the lines and empties the file. Then start this version."
+                )
+            body = _check_line(line)
+            if body is None:
+                torn = n == last and (not terminated or b"\x00" in line)
+                if torn:
+                    log.warning(
+                        "journal %s: redo line %d is incomplete (%d bytes; a crash inside its write): "
+                        "skipped — the write never returned, so nothing it announced was sent",
+                        self.path, n, len(line),
+                    )
+                    break
+                nul = ", NUL bytes inside" if b"\x00" in line else ""
+                intact = f"lines 1-{n - 1} are intact, " if n > 1 else ""
+                raise JournalError(
+                    f"redo file {self.redo_path} line {n} is damaged (checksum mismatch{nul}); {intact}"
+                    f"line {n} and after are not applied. {what_to_do}"
+                )
+            records.append(self._decode_redo(body, n))
         todo = [(seq, w) for seq, w in records if seq > applied]
         if todo:
             self._apply(todo)
             log.info("journal %s: applied %d write(s) from the redo file", self.path, len(todo))
         self._seq = max([applied] + [seq for seq, _ in records])
+
+    def _decode_redo(self, body: bytes, n: int) -> tuple[int, _Write]:
+        try:
+            seq, write = _redo_decoder.decode(body)
+        except msgspec.DecodeError as exc:  # a checksum over bad JSON: written wrong, not torn
+            raise JournalError(f"redo file {self.redo_path} line {n} is damaged: {exc}") from None
+        for key, _params in write:
+            if key not in _SQL:
+                raise JournalError(f"redo file {self.redo_path} line {n} is damaged: unknown write {key!r}")
+        return seq, write
 
     def _apply(self, records: list[tuple[int, _Write]]) -> None:
         db = self._conn
@@ -550,12 +775,21 @@ class Journal:
             raise JournalError(self._broken)
         if not self.write_behind:
             db = self._conn
-            with self._tx(db):
-                for key, params in write:
-                    db.execute(_SQL[key], params)
+            try:
+                with self._tx(db):
+                    for key, params in write:
+                        db.execute(_SQL[key], params)
+            except sqlite3.IntegrityError:
+                raise  # the write is wrong, not the journal
+            except (sqlite3.Error, OSError) as exc:
+                self._write_failed(exc)
+                raise
+            if self.write_error:
+                self._write_works_again()
             return
         seq = self._seq + 1
-        line = _redo_encoder.encode((seq, write)) + b"\n"
+        body = _redo_encoder.encode((seq, write))  # _redo_line, inlined: this is the order path
+        line = b"%08x %b\n" % (_crc32(body), body)
         start = self._redo_size
         end = start + len(line)
         mm = self._redo_map
@@ -590,15 +824,50 @@ class Journal:
         file (it only ever holds what SQLite does not have)."""
         self._flush_scheduled = False
         if not self._pending:
+            self._record_stamp_halt_soon()
             return
-        self._apply(self._pending)
+        try:
+            self._apply(self._pending)
+        except (sqlite3.Error, OSError) as exc:
+            # The writes stay in the redo file (durable) and pending; the next flush retries.
+            self._write_failed(exc)
+            raise
+        if self.write_error:
+            self._write_works_again()
         self._pending = []
         mm = self._redo_map
-        if mm is not None:
-            # Front to back: a crash part-way leaves zeros first, and the lines after them
-            # are applied already (their sequence numbers say so).
-            mm[:self._redo_size] = bytes(self._redo_size)
+        if mm is not None and self._redo_size > 0:
+            # The first byte first: a crash part-way leaves a region that starts with a
+            # NUL, which _replay reads as "being cleared" (every line still legible in it
+            # is applied already, their sequence numbers say so).
+            mm[0:1] = b"\x00"
+            mm[1:self._redo_size] = bytes(self._redo_size - 1)
             self._redo_size = 0
+        self._record_stamp_halt_soon()
+
+    def _record_stamp_halt_soon(self) -> None:
+        """A halt set through the stamp and not yet in SQLite is recorded now (one memory
+        read when there is none)."""
+        if self._halt_map is not None and self._stamp_recorded != _STAMP_HEAD.unpack_from(self._halt_map, 8)[0]:
+            self.record_stamp_halt()
+
+    def _write_works_again(self) -> None:
+        log.warning("journal %s: SQLite accepts writes again (after: %s); a halt it caused stays until a resume",
+                    self.path, self.write_error)
+        self.write_error = ""
+
+    def _write_failed(self, exc: BaseException) -> None:
+        text = f"{type(exc).__name__}: {exc}"
+        first = not self.write_error
+        self.write_error = text
+        if first:
+            log.critical("journal %s: a SQLite write failed (%s)", self.path, text)
+        cb = self.on_write_error
+        if cb is not None:
+            try:
+                cb(text)
+            except Exception:  # pragma: no cover - the callback must not hide the failure
+                log.exception("journal %s: write-failure handler failed", self.path)
 
     def flush_soon(self) -> None:
         """Flush two turns of the event loop from now. The owner calls this whenever it
@@ -659,8 +928,10 @@ class Journal:
     def record_rejected_signal(self, signal_id: str, action: str, coin: str, report: ExecutionReport) -> None:
         """Journal a signal refused at validation (it may be malformed, so only what is known)."""
         now = _now_ms()
-        self._write([("rejected_signal", [signal_id, action, coin, now, report.status, report.reason,
-                                          _encoder.encode(report).decode(), now])])
+        if len(report.reason) > TEXT_LIMIT or len(signal_id) > 128:  # what a rejected input may leave behind
+            report = msgspec.structs.replace(report, reason=bounded(report.reason), signal_id=bounded(signal_id, 128))
+        self._write([("rejected_signal", [bounded(signal_id, 128), bounded(action, 16), bounded(coin, 16), now,
+                                          report.status, report.reason, _encoder.encode(report).decode(), now])])
 
     def finish_signal(
         self,
@@ -789,7 +1060,7 @@ class Journal:
     ) -> bytes:
         """The redo line :meth:`order_intents` would write, built and returned: nothing is
         written (the engine's rehearsal between signals, see ``KimpEngine.rehearse``)."""
-        return _redo_encoder.encode((self._seq + 1, self._intents_write(rows, signal, plan))) + b"\n"
+        return _redo_line((self._seq + 1, self._intents_write(rows, signal, plan)))
 
     def _intents_write(self, rows: list[dict[str, Any]], signal: Any, plan: dict[str, Any] | None) -> _Write:
         now = _now_ms()
@@ -904,59 +1175,141 @@ class Journal:
         return [dict(r) for r in self._db.execute("SELECT * FROM notifications ORDER BY id").fetchall()]
 
     # -- kill switch (shared with the CLI through the file) ---------------------------
-    # The halts table is written straight to SQLite (never write-behind): other processes
-    # write and read it. Every write is followed by a new random stamp in the shared
-    # memory map ``<path>-halt``; halt_state() re-reads SQLite only when the stamp moved,
-    # so the order path checks the kill switch with a memory read instead of a query
-    # (a cold query costs ~100 µs). Commit first, stamp second: a reader that sees the old
-    # stamp read SQLite after the previous stamp, so it misses nothing committed before.
+    # Two places, one switch. The ``halts`` table is the history (written straight to
+    # SQLite, never write-behind: other processes write and read it). The shared memory
+    # map ``<path>-halt`` carries a change stamp that moves after every change, so the
+    # order path checks the switch with a memory read instead of a query (a cold query
+    # costs ~100 µs), and a halt record of its own, which puts a halt in force without
+    # any SQLite write (``stamp_halt``; a full disk, a read-only file). A halt in the
+    # stamp wins over SQLite until a resume clears it; whoever next can write SQLite
+    # records it in ``halts`` (exactly once: its token goes into ``journal_meta`` in the
+    # same transaction). Record first, stamp second: a reader that sees the old stamp
+    # read SQLite after the previous stamp, so it misses nothing committed before.
     def _open_halt_stamp(self) -> None:
         path = self.path + "-halt"
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:
+            self._halt_map = _open_stamp(path)
+        except (OSError, ValueError) as exc:
+            if self.exclusive:
+                raise JournalError(
+                    f"journal {self.path}: cannot reserve the kill-switch stamp {path} ({exc}); "
+                    "an engine does not start without it (free space on that file system, or check "
+                    "its permissions)"
+                ) from None
             log.warning("journal %s: no kill-switch stamp (%s); the halt state is read from SQLite each time",
                         self.path, exc)
-            return
-        try:
-            if os.fstat(fd).st_size < 8:
-                os.ftruncate(fd, 8)
-            self._halt_map = mmap.mmap(fd, 8)
-        except (OSError, ValueError) as exc:
-            log.warning("journal %s: kill-switch stamp not mapped (%s); reading SQLite each time", self.path, exc)
-        finally:
-            os.close(fd)
 
     def _stamp_halt(self) -> None:
         if self._halt_map is not None:
-            struct.pack_into("<Q", self._halt_map, 0, int.from_bytes(os.urandom(8), "little") | 1)
+            _move_stamp(self._halt_map)
 
-    def set_halt(self, reason: str, source: str = "engine", *, entries_only: bool = False) -> None:
-        """Turn the kill switch on. ``entries_only``: refuse new ENTERs but let EXITs
-        through (an exposure to unwind, a venue that refuses every order); a full halt
-        already in force is never narrowed by it."""
-        if entries_only and self.halt_state()[0] and not self._halt_entries_only:
-            entries_only = False
-        db = self._db
-        with self._tx(db):
-            db.execute(_SQL["halt"], ("halt_entries" if entries_only else "halt", reason, source, _now_ms()))
-        self._stamp_halt()
+    def stamp_halt(self, reason: str, source: str = "engine", *, replace: bool = True) -> None:
+        """Halt through the stamp alone (no SQLite write): in force at once for every
+        process of this journal, recorded in SQLite at the next write that succeeds.
+        ``replace=False`` keeps a halt the stamp already holds (an operator's reason)."""
+        if self._halt_map is None:
+            raise JournalError(f"journal {self.path}: no kill-switch stamp to halt through")
+        if not replace and _read_stamp_halt(self._halt_map) is not None:
+            return
+        _write_stamp_halt(self._halt_map, reason, source)
+
+    @property
+    def stamp_halted(self) -> bool:
+        """True while the stamp holds a halt (set through it and not resumed)."""
+        return self._halt_map is not None and _read_stamp_halt(self._halt_map) is not None
+
+    def record_stamp_halt(self) -> bool:
+        """Record a halt set through the stamp in the ``halts`` table (once). Returns True
+        when SQLite has it (or there is none); False when SQLite could not be written."""
+        mm = self._halt_map
+        held = _read_stamp_halt(mm) if mm is not None else None
+        if held is None:
+            self._stamp_recorded = 0
+            return True
+        token = held[0]
+        if token == self._stamp_recorded:
+            return True
+        db = self._conn
+        try:
+            with self._tx(db):
+                row = db.execute("SELECT value FROM journal_meta WHERE key = 'stamp_halt_token'").fetchone()
+                if row is None or row[0] != str(token):
+                    db.execute(_SQL["halt"], ("halt", held[1], held[2], held[3]))
+                    db.execute("INSERT OR REPLACE INTO journal_meta(key, value) VALUES ('stamp_halt_token', ?)",
+                               (str(token),))
+        except (sqlite3.Error, OSError) as exc:
+            log.warning("journal %s: the halt set through the stamp is not in SQLite yet (%s)", self.path, exc)
+            if not self.write_error:
+                self.write_error = f"{type(exc).__name__}: {exc}"
+            return False
+        self._stamp_recorded = token
+        if self.write_error:
+            self._write_works_again()
+        return True
+
+    def set_halt(self, reason: str, source: str = "engine", *, entries_only: bool = False) -> bool:
+        """Halt. With a stamp the halt is in force before SQLite is touched, and a failed
+        SQLite write only delays its record (returns False); without one, a failed write
+        raises.
+
+        ``entries_only``: refuse new ENTERs but let EXITs through (an exposure to unwind,
+        a venue that refuses every order). It lives in SQLite only; a full halt already in
+        force is never narrowed by it, and when SQLite cannot record it the halt is a full
+        one, through the stamp (refusing too much, never too little)."""
+        if entries_only:
+            if self.halt_state()[0] and not self._halt_entries_only:
+                return True  # a full halt is in force: keep it
+            try:
+                db = self._db
+                with self._tx(db):
+                    db.execute(_SQL["halt"], ("halt_entries", reason, source, _now_ms()))
+            except (sqlite3.Error, OSError) as exc:
+                if self._halt_map is None:
+                    raise
+                log.warning("journal %s: entries-only halt not recorded (%s); halting everything", self.path, exc)
+            else:
+                self._stamp_halt()
+                return True
+        if self._halt_map is None:
+            db = self._db
+            with self._tx(db):
+                db.execute(_SQL["halt"], ("halt", reason, source, _now_ms()))
+            return True
+        self.stamp_halt(reason, source)
+        return self.record_stamp_halt()
 
     def clear_halt(self, source: str = "engine", reason: str = "") -> None:
+        """Resume: needs SQLite (a resume with a journal that cannot be written is refused
+        by the error SQLite raises). Clears a halt held in the stamp too."""
+        mm = self._halt_map
+        held = _read_stamp_halt(mm) if mm is not None else None
+        if held is not None and not self.record_stamp_halt():
+            raise JournalError(f"journal {self.path}: cannot resume, SQLite cannot be written ({self.write_error or 'see the log'})")
         db = self._db
         with self._tx(db):
             db.execute(_SQL["halt"], ("resume", reason, source, _now_ms()))
+        if mm is not None and held is not None and _STAMP_HEAD.unpack_from(mm, 8)[0] == held[0]:
+            mm[8:8 + _STAMP_HEAD.size] = bytes(_STAMP_HEAD.size)  # token 0: no stamp halt
+            struct.pack_into("<I", mm, 28, 0)
+        self._stamp_recorded = 0
         self._stamp_halt()
 
     def halt_state(self) -> tuple[bool, str, int]:
-        """(halted, reason, id of the last kill-switch row)."""
-        stamp = -2 if self._halt_map is None else struct.unpack_from("<Q", self._halt_map)[0]
+        """(halted, reason, id of the last kill-switch row in SQLite)."""
+        mm = self._halt_map
+        stamp = -2 if mm is None else struct.unpack_from("<Q", mm)[0]
         if stamp == self._halt_seen:
             return self._halt_cached
-        row = self._conn.execute("SELECT id, action, reason FROM halts ORDER BY id DESC LIMIT 1").fetchone()
-        action = "" if row is None else row["action"]
-        state = (False, "", 0) if row is None else (action in ("halt", "halt_entries"), row["reason"], row["id"])
-        self._halt_entries_only = action == "halt_entries"
+        held = _read_stamp_halt(mm) if mm is not None else None
+        if held is not None:
+            # In force whatever SQLite says (and SQLite may be unreadable right now).
+            state = (True, held[1], self._halt_cached[2])
+            self._halt_entries_only = False
+        else:
+            row = self._conn.execute("SELECT id, action, reason FROM halts ORDER BY id DESC LIMIT 1").fetchone()
+            action = "" if row is None else row["action"]
+            state = (False, "", 0) if row is None else (action in ("halt", "halt_entries"), row["reason"], row["id"])
+            self._halt_entries_only = action == "halt_entries"
         if stamp != -2:
             self._halt_seen, self._halt_cached = stamp, state
         return state
@@ -966,6 +1319,23 @@ class Journal:
         """True while the kill switch in force refuses ENTERs only (see :meth:`set_halt`)."""
         self.halt_state()
         return self._halt_entries_only
+
+    def halt_info(self) -> dict[str, Any] | None:
+        """The halt in force, for views: reason, source, ts_ms and whether SQLite has it
+        (``recorded``); None when not halted."""
+        halted, reason, _ = self.halt_state()
+        if not halted:
+            return None
+        held = _read_stamp_halt(self._halt_map) if self._halt_map is not None else None
+        if held is not None:
+            recorded = held[0] == self._stamp_recorded
+            if not recorded:
+                row = self._conn.execute("SELECT value FROM journal_meta WHERE key = 'stamp_halt_token'").fetchone()
+                recorded = row is not None and row[0] == str(held[0])
+            return {"reason": held[1], "source": held[2], "ts_ms": held[3], "recorded": recorded, "scope": "all"}
+        row = self._conn.execute("SELECT action, reason, source, ts_ms FROM halts ORDER BY id DESC LIMIT 1").fetchone()
+        return {"reason": row["reason"], "source": row["source"], "ts_ms": row["ts_ms"], "recorded": True,
+                "scope": "entries" if row["action"] == "halt_entries" else "all"}
 
     def halts(self) -> list[dict[str, Any]]:
         return [dict(r) for r in self._db.execute("SELECT * FROM halts ORDER BY id").fetchall()]

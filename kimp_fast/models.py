@@ -31,6 +31,7 @@ __all__ = [
     "ReportStatus",
     "Signal",
     "SymbolRules",
+    "bounded",
     "decode_signal",
     "to_decimal",
 ]
@@ -49,6 +50,27 @@ ORDER_TYPES = frozenset(("market", "limit"))
 TIME_IN_FORCE = frozenset(("gtc", "ioc", "fok"))
 
 ZERO = Decimal(0)
+
+#: How much of a rejected input is kept in a report, the journal or a message.
+TEXT_LIMIT = 256
+#: Digits a signal's qty/kimp may have (a 10 MB number is not a size, and would be stored).
+MAX_DIGITS = 40
+_INT63 = (1 << 63) - 1
+
+
+def bounded(value: object, limit: int = TEXT_LIMIT) -> str:
+    """``str(value)``, cut to ``limit`` characters with a marker saying how much was cut."""
+    text = value if isinstance(value, str) else str(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}…[{len(text) - limit} more chars]"
+
+
+def _brepr(value: object) -> str:
+    """repr() of a rejected value, bounded."""
+    if isinstance(value, str) and len(value) > TEXT_LIMIT:
+        return bounded(repr(value[:TEXT_LIMIT + 1]))
+    return bounded(repr(value))
 
 
 def to_decimal(value: object, field: str, *, allow_none: bool = False) -> Decimal | None:
@@ -69,18 +91,18 @@ def to_decimal(value: object, field: str, *, allow_none: bool = False) -> Decima
         try:
             d = Decimal(value.strip() if isinstance(value, str) else value)
         except InvalidOperation:
-            raise ValueError(f"{field}: {value!r} is not a decimal number") from None
+            raise ValueError(f"{field}: {_brepr(value)} is not a decimal number") from None
     else:
         raise TypeError(f"{field}: expected a Decimal or decimal string, got {type(value).__name__}")
     if not d.is_finite():
-        raise ValueError(f"{field}: must be finite, got {d}")
+        raise ValueError(f"{field}: must be finite, got {bounded(d)}")
     return d
 
 
 def _positive(value: object, field: str, *, allow_none: bool = False) -> Decimal | None:
     d = to_decimal(value, field, allow_none=allow_none)
     if d is not None and d <= 0:
-        raise ValueError(f"{field}: must be > 0, got {d}")
+        raise ValueError(f"{field}: must be > 0, got {bounded(d)}")
     return d
 
 
@@ -96,12 +118,15 @@ def _set(obj: msgspec.Struct, name: str, value: object) -> None:
     msgspec.structs.force_setattr(obj, name, value)
 
 
-class Signal(msgspec.Struct, frozen=True, kw_only=True):
+class Signal(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """A trading instruction from the research side.
 
     ``qty`` is the base quantity (e.g. BTC). For EXIT, ``None`` means the whole position.
     ``ts_ms`` is when the signal was produced (epoch ms); it expires at ``ts_ms + ttl_ms``.
     ``kimp`` is the premium the research side saw (informational only).
+
+    Unknown fields are refused, naming the field: an EXIT with a misspelled ``qyt``
+    would otherwise have ``qty=None`` — the whole position.
     """
 
     id: str
@@ -116,17 +141,21 @@ class Signal(msgspec.Struct, frozen=True, kw_only=True):
         if not isinstance(self.id, str) or not self.id.strip():
             raise ValueError("id: a non-empty string is required")
         if len(self.id) > 128:
-            raise ValueError("id: at most 128 characters")
+            raise ValueError(f"id: at most 128 characters, got {len(self.id)}")
+        if not self.id.isprintable():
+            raise ValueError("id: control or formatting characters are refused")
         if self.action not in ACTIONS:
-            raise ValueError(f"action: expected 'ENTER' or 'EXIT', got {self.action!r}")
+            raise ValueError(f"action: expected 'ENTER' or 'EXIT', got {_brepr(self.action)}")
         if not isinstance(self.coin, str) or not self.coin.isalnum() or len(self.coin) > 16:
-            raise ValueError(f"coin: expected a ticker such as 'BTC', got {self.coin!r}")
+            raise ValueError(f"coin: expected a ticker such as 'BTC', got {_brepr(self.coin)}")
         if self.coin != self.coin.upper():
             _set(self, "coin", self.coin.upper())
         for name in ("ts_ms", "ttl_ms"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int):
-                raise TypeError(f"{name}: expected an integer (epoch milliseconds), got {v!r}")
+                raise TypeError(f"{name}: expected an integer (epoch milliseconds), got {_brepr(v)}")
+            if v > _INT63:
+                raise ValueError(f"{name}: must fit in 63 bits (milliseconds), got a {v.bit_length()}-bit number")
         if self.ts_ms <= 0:
             raise ValueError(f"ts_ms: must be a positive epoch-ms time stamp, got {self.ts_ms}")
         if self.ttl_ms <= 0:
@@ -137,6 +166,9 @@ class Signal(msgspec.Struct, frozen=True, kw_only=True):
         kimp = to_decimal(self.kimp, "kimp", allow_none=True)
         if kimp is not self.kimp:
             _set(self, "kimp", kimp)
+        for name, d in (("qty", qty), ("kimp", kimp)):
+            if d is not None and len(d.as_tuple().digits) > MAX_DIGITS:
+                raise ValueError(f"{name}: at most {MAX_DIGITS} digits, got {len(d.as_tuple().digits)}")
 
     def expired(self, now_ms: int) -> bool:
         return now_ms > self.ts_ms + self.ttl_ms

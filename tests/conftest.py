@@ -8,7 +8,7 @@ a twin directly, so every behavioural test runs on the compiled and the pure twi
 from __future__ import annotations
 
 # Fixture modules contributed by each area (tests/fixtures/*.py).
-pytest_plugins: list[str] = ["tests.fixtures.sim", "tests.fixtures.engine"]
+pytest_plugins: list[str] = ["tests.fixtures.sim", "tests.fixtures.engine", "tests.fixtures.fs"]
 
 # ---- hot-path implementation facade (multidict/propcache pattern, STYLE R7) -------------
 

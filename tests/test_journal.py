@@ -263,7 +263,7 @@ def test_a_torn_last_redo_line_is_ignored_and_a_damaged_one_refused(tmp_path):
     good = _redo_content(path)
     with open(redo, "r+b") as f:
         f.seek(len(good))
-        f.write(b'[3,[["order",["half')  # a write cut short by the crash: never acknowledged
+        f.write(b'5f3e2a1b [3,[["order",["half')  # a write cut short by the crash: never acknowledged
     with Journal(path) as j:
         assert j.order("k1-U").state == "filled"
     with open(redo, "wb") as f:
@@ -332,5 +332,5 @@ def test_a_halt_from_another_process_is_seen_at_once_without_a_query_otherwise(t
             f"Journal({str(path)!r}).set_halt('operator: stop', source='cli')")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
     assert engine.halt_state()[:2] == (True, "operator: stop")
-    assert len(queries) == 1
+    assert len(queries) <= 1  # the halt is in the stamp itself: at most one look at SQLite
     engine.close()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import sys
 from collections.abc import Coroutine
 from decimal import Decimal
@@ -19,7 +20,7 @@ from ..cli import EXIT_FAILED, EXIT_OK, EXIT_RUNTIME, EXIT_USAGE
 
 __all__ = [
     "EXIT_FAILED", "EXIT_OK", "EXIT_RUNTIME", "EXIT_USAGE", "CliError", "add_journal_source",
-    "dumps", "fail", "load_config", "open_journal", "resolve_journal_path", "run_async",
+    "dumps", "fail", "load_config", "open_journal", "resolve_journal_path", "run_async", "safe", "safe_text",
 ]
 
 T = TypeVar("T")
@@ -34,8 +35,38 @@ class CliError(Exception):
         self.code = code
 
 
+# What must never reach a terminal raw: C0 and C1 control characters (ESC sequences can
+# move the cursor, rewrite lines, set the window title...), DEL, and the invisible
+# formatting characters that reorder or hide text (bidi overrides, zero-width marks).
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
+# In JSON, C0 controls are escaped by the encoder already; the rest of the set above is not.
+_JSON_UNSAFE = re.compile("[\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
+
+
+def _escape(m: re.Match[str]) -> str:
+    c = ord(m.group())
+    return f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}"
+
+
+def safe_text(text: object) -> str:
+    """``text`` for a terminal: every control/format character written as ``\\xNN`` /
+    ``\\uNNNN`` (journal contents — signal ids, reasons, exchange messages — come from outside)."""
+    return _UNSAFE.sub(_escape, str(text))
+
+
+def safe(obj: Any) -> Any:
+    """``obj`` with :func:`safe_text` applied to every string in it (dicts, lists, tuples)."""
+    if isinstance(obj, str):
+        return safe_text(obj)
+    if isinstance(obj, dict):
+        return {safe(k): safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [safe(v) for v in obj]
+    return obj
+
+
 def fail(message: str, code: int) -> int:
-    print(f"kimp-fast: {message}", file=sys.stderr)
+    print(f"kimp-fast: {safe_text(message)}", file=sys.stderr)
     return code
 
 
@@ -47,7 +78,8 @@ def _default(obj: Any) -> Any:
 
 def dumps(obj: Any) -> str:
     """Compact JSON, decimals as strings, msgspec Structs as objects."""
-    return _encoder.encode(msgspec.to_builtins(obj, enc_hook=_default)).decode()
+    text = _encoder.encode(msgspec.to_builtins(obj, enc_hook=_default)).decode()
+    return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def load_config(path: str) -> Any:

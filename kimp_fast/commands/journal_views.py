@@ -15,7 +15,7 @@ from collections import Counter
 from decimal import Decimal
 from typing import Any
 
-from ._common import EXIT_OK, CliError, add_journal_source, dumps, fail, open_journal
+from ._common import EXIT_OK, CliError, add_journal_source, dumps, fail, open_journal, safe
 
 HELP = "engine status, positions and orders from the journal"
 
@@ -51,9 +51,7 @@ add_arguments = add_arguments_status
 # --------------------------------------------------------------------------- data
 
 def status_data(j: Any) -> dict[str, Any]:
-    halted, reason, _ = j.halt_state()
-    halts = j.halts()
-    last_halt = halts[-1] if halts else None
+    halt = j.halt_info()
     breakers: dict[str, dict[str, Any]] = {}
     for ev in j.breaker_events():
         breakers[ev["exchange"]] = {"state": ev["new_state"], "since_ms": ev["ts_ms"], "reason": ev["reason"]}
@@ -62,10 +60,9 @@ def status_data(j: Any) -> dict[str, Any]:
     return {
         "journal": j.path,
         "schema_version": j.schema_version,
-        "halted": halted,
-        "halt": ({"reason": last_halt["reason"], "source": last_halt["source"], "ts_ms": last_halt["ts_ms"],
-                  "scope": "entries" if last_halt["action"] == "halt_entries" else "all"}
-                 if halted and last_halt else None),
+        "halted": halt is not None,
+        # recorded: False while the halt is only in the stamp (SQLite could not be written yet)
+        "halt": halt,
         "signals": {"total": sum(j.signal_counts().values()), "by_status": dict(sorted(j.signal_counts().items()))},
         "processing": [s["id"] for s in j.processing_signals()],
         "positions": {c: _position(p) for c, p in j.positions().items()},
@@ -125,6 +122,7 @@ def run_status(args: argparse.Namespace) -> int:
     from rich.table import Table
     from rich.text import Text
 
+    data = safe(data)  # ids, reasons, exchange messages: no control character reaches the terminal
     c = _console()
     t = Table.grid(padding=(0, 2))
     t.add_column(style="bold")
@@ -133,8 +131,9 @@ def run_status(args: argparse.Namespace) -> int:
     if data["halted"]:
         h = data["halt"] or {}
         what = "NEW ENTRIES HALTED (EXITs allowed)" if h.get("scope") == "entries" else "HALTED"
-        t.add_row("engine", Text(f"{what} since {_ts(h.get('ts_ms'))} by {h.get('source', '?')}: {h.get('reason', '')}",
-                                 style="bold red"))
+        unrecorded = "" if h.get("recorded", True) else " (in the halt stamp; not in SQLite yet)"
+        t.add_row("engine", Text(f"{what} since {_ts(h.get('ts_ms'))} by {h.get('source', '?')}: {h.get('reason', '')}"
+                                 + unrecorded, style="bold red"))
     else:
         t.add_row("engine", Text("not halted (kill switch clear)", style="green"))
     sig = data["signals"]
@@ -172,6 +171,7 @@ def run_positions(args: argparse.Namespace) -> int:
     if args.json:
         print(dumps({"positions": positions}))
         return EXIT_OK
+    positions = safe(positions)
     if not positions:
         print("no open positions (flat)")
         return EXIT_OK
@@ -201,6 +201,7 @@ def run_orders(args: argparse.Namespace) -> int:
     if args.json:
         print(dumps({"orders": orders}))
         return EXIT_OK
+    orders = safe(orders)
     if not orders:
         print("no orders")
         return EXIT_OK

@@ -13,7 +13,7 @@ import logging
 import sys
 from decimal import Decimal, InvalidOperation
 
-from ._common import EXIT_FAILED, EXIT_OK, EXIT_RUNTIME, dumps, fail, run_async
+from ._common import EXIT_FAILED, EXIT_OK, EXIT_RUNTIME, dumps, fail, run_async, safe_text
 
 HELP = "paper-trade against the built-in simulator (no keys, no network)"
 
@@ -114,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         if not live:
             for r in result.records:
-                console.print(f"  {r.at_s:5.1f}s {r.report.signal_id} {r.report.action} {r.report.status}"
+                console.print(safe_text(f"  {r.at_s:5.1f}s {r.report.signal_id} {r.report.action} {r.report.status}")
                               + (f" [{r.fault.name}]" if r.fault else ""), markup=False)
         from ..paper.report import render_summary
 

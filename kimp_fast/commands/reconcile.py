@@ -22,7 +22,7 @@ import sys
 from decimal import Decimal
 from typing import Any
 
-from ._common import EXIT_FAILED, EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, CliError, dumps, fail, load_config, run_async
+from ._common import EXIT_FAILED, EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, CliError, dumps, fail, load_config, run_async, safe
 
 HELP = "compare the journal with the exchanges"
 ZERO = Decimal(0)
@@ -112,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(dumps(result))
     else:
+        result = safe(result)  # no control character from the journal reaches the terminal
         print(f"journal: {result['journal']}")
         print(f"orders looked up by client id: {len(result['orders_looked_up'])}"
               + (f" ({', '.join(result['orders_looked_up'])})" if result["orders_looked_up"] else ""))
