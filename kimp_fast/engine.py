@@ -547,6 +547,9 @@ class KimpEngine:
         t2 = time.perf_counter_ns()
         timings["size"] = _us(t, t2)
         if not size.ok:
+            # the balances may have changed outside the engine (a deposit, a liquidation):
+            # read them again, or every later ENTER is sized against the same old figures
+            self.capital.refresh_soon()
             return self._refuse(sig, f"sizing: {size.reason}", timings, status="rejected")
         reason = self._permits()
         if reason:

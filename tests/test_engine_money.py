@@ -354,8 +354,9 @@ async def assert_closes_within_bounds(engine, control, signal_id: str) -> None:
     """Every fill that closed the position (exit legs and their retries) is at or inside
     its price bound; only an unwind (which restores the hedge) is a market order."""
     spot_bound, perp_bound = exit_bounds(engine, signal_id)
-    closing = [o for o in await control.orders() if o["client_id"].startswith(signal_id + "-")
-               and o["client_id"][-3:-1] in ("UX", "UR", "BX", "BR") and D(o["filled"]) > 0]
+    purposes = {o.client_id: o.purpose for o in engine.journal.orders_for_signal(signal_id)}
+    closing = [o for o in await control.orders() if purposes.get(o["client_id"]) in ("exit", "retry")
+               and D(o["filled"]) > 0]
     assert closing
     for o in closing:
         if o["exchange"] == "upbit":
@@ -400,3 +401,16 @@ async def test_a_binance_leg_held_up_while_btc_rises_never_closes_outside_its_bo
         assert buys and all(D(o["filled"]) == 0 for o in buys)
         assert await control.exposure() == (D("0.05"), D("-0.05"))
         assert engine.positions()["BTC"].qty == D("0.05")
+
+
+async def test_a_deposit_after_a_capital_refusal_is_seen_by_the_next_enter(engine_factory, control):
+    """Found by the liquidation soak: a sizing refusal never re-read the balances, so after
+    the margin came back every ENTER was still sized against the old, thin wallet."""
+    await control.market(premium=0.01, volatility=0.0)
+    await control.balances(binance={"USDT": "10"})
+    async with engine_factory() as engine:
+        rep = await engine.submit(sig("e1"))
+        assert rep.status == "rejected" and "capital" in rep.reason
+        await control.balances(binance={"USDT": "100000"})
+        rep = await engine.submit(sig("e2"))
+        assert rep.status == "filled", rep.reason

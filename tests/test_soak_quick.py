@@ -32,7 +32,7 @@ async def test_quick_soak_every_invariant_holds(tmp_path):
     # in-flight grace, and so the test, short.
     result = await run_soak(SoakOptions(
         signals=320, seed=11, full_check_every=40, timings=HarnessTimings(client_timeout_s=0.3),
-        journal_path=str(tmp_path / "journal.sqlite"),
+        journal_path=str(tmp_path / "journal.sqlite"), market_moves=0.08, liquidations=0.05,
     ))
     assert result["violations"] == [], "\n".join(result["violations"][:10])
     assert result["signals"] >= 300
@@ -45,6 +45,13 @@ async def test_quick_soak_every_invariant_holds(tmp_path):
     assert sum(1 for k in FAULT_KINDS if fired[k]) >= 8, fired
     assert result["invariants"]["exits_executed"] >= 10
     assert result["halt_steps"] > 0  # signals submitted while halted were refused, nothing sent
+    # EXITs sent while a leg was held up and the market moved: some closed (within their
+    # bounds, checked on every closing fill), some were unwound; liquidations noticed
+    scen = result["scenarios"]
+    assert sum(n for k, n in scen.items() if k.startswith("market_move:")) >= 3, scen
+    assert result["invariants"]["exit_closing_fills_within_bounds_checked"] > 0
+    assert result["liquidations"] >= 1 and scen.get("liquidation:unwound", 0) >= 1, scen
+    assert result["invariants"]["naked_spot_unwinds"] >= 1
     assert result["webhook"]["critical"] >= result["halt_steps"]
     # every ledger order is a journal order; the journal also has the ones never executed
     assert result["journal_rows"]["orders"] >= result["invariants"]["ledger_orders"] > 0

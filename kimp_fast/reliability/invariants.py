@@ -43,6 +43,9 @@ __all__ = ["InvariantChecker", "OPERATOR_PREFIX"]
 ZERO = Decimal(0)
 #: client ids of orders an operator (the harness) placed by hand: not the engine's
 OPERATOR_PREFIX = "OPR"
+#: client ids Binance gives the orders of its liquidation engine (and auto-deleveraging):
+#: the exchange's orders, not the engine's; the engine records the short it lost instead
+EXCHANGE_PREFIXES = ("autoclose-", "adl_autoclose")
 _EXECUTED_FINAL = ("filled", "canceled", "expired")
 
 
@@ -87,6 +90,8 @@ class InvariantChecker:
         self.manual: list[dict[str, Any]] = []  # manual_required signals seen
         self.status_counts: Counter[str] = Counter()
         self.exit_expected: list[Decimal] = []
+        self.exit_closing_fills = 0  # fills of bounded EXIT legs checked against their bounds
+        self.naked_unwinds = 0  # EXITs that sold spot whose short was lost
 
     @property
     def view(self) -> JournalView:
@@ -132,7 +137,7 @@ class InvariantChecker:
         # ledger -> journal
         for row in (self.ledger.values() if full else new_rows):
             cid = row["client_id"]
-            if cid.startswith(OPERATOR_PREFIX):
+            if cid.startswith((OPERATOR_PREFIX, *EXCHANGE_PREFIXES)):
                 continue
             j = journal.get(cid) or v.order(cid)
             if j is None:
@@ -227,15 +232,18 @@ class InvariantChecker:
         report = v.report(s)
         steps = v.recovery(signal_id=sid)
         if s["action"] == "EXIT" and executed:
-            plan = next((st for st in steps if st["step"] == "plan"), None)
-            if plan is None:
+            plans = [st["detail"] for st in steps if st["step"] == "plan"]
+            if not plans:
                 out.append(f"EXIT {sid} sent orders without a journaled plan (expected net profit unknown)")
+            elif "naked_spot" in plans[0]:
+                self.naked_unwinds += 1  # spot whose short was lost: sold by rule, not judged by profit
             else:
-                net = _d(plan["detail"].get("expected_net_krw"))
+                net = _d(plans[0].get("expected_net_krw"))
                 self.exit_expected.append(net)
                 if net <= self.min_net_profit:
                     out.append(f"EXIT {sid} executed with expected net profit {net} KRW <= "
                                f"min_net_profit {self.min_net_profit}")
+                out.extend(self._check_exit_bounds(sid, plans, executed))
         if status == "manual_required":
             self.manual.append({"signal_id": sid, "action": s["action"], "reason": s["reason"]})
             return out
@@ -250,6 +258,30 @@ class InvariantChecker:
                 self.dust += r
         return out
 
+    def _check_exit_bounds(self, sid: str, plans: list[dict[str, Any]], executed: list[dict[str, Any]]) -> list[str]:
+        """An approved EXIT never closes outside the price bounds its estimate set
+        (``[exit] tolerance_bps``): every fill of an exit leg or of its retries is at or
+        inside the bound of its round. (Unwinds, which restore the hedge, are market
+        orders and not bounded.)"""
+        if not all("spot_bound" in p for p in plans):
+            return []  # a plan from before bounded EXITs
+        spot_bound = min(_d(p["spot_bound"]) for p in plans)
+        perp_bound = max(_d(p["perp_bound"]) for p in plans)
+        out = []
+        for o in executed:
+            if o["purpose"] not in ("exit", "retry"):
+                continue
+            row = self.ledger[o["client_id"]]
+            if _d(row["filled"]) <= 0:
+                continue
+            avg = _d(row.get("avg_price"))
+            if o["exchange"] == "upbit" and o["side"] == "sell" and avg < spot_bound:
+                out.append(f"EXIT {sid} sold at {avg} KRW below its bound {spot_bound} (beyond the tolerance)")
+            if o["exchange"] == "binance" and o["side"] == "buy" and avg > perp_bound:
+                out.append(f"EXIT {sid} bought back at {avg} USDT above its bound {perp_bound} (beyond the tolerance)")
+            self.exit_closing_fills += 1
+        return out
+
     def _check_exposure(self, led: dict[str, Any]) -> list[str]:
         out = []
         bal = led["balances"]["upbit"].get(self.coin) or {}
@@ -260,6 +292,9 @@ class InvariantChecker:
         jpos = self.view.positions().get(self.coin)
         j_qty = _d(jpos["qty"]) if jpos else ZERO
         j_res = _d(jpos.get("spot_residual")) if jpos else ZERO
+        # spot whose short the exchange lost: flagged exposure (entries halted, the next
+        # EXIT sells it), not unexplained
+        j_naked = _d(jpos.get("naked_spot")) if jpos else ZERO
         if perp_qty > 0:
             out.append(f"Binance {self.perp} position is long {perp_qty} (the engine only shorts)")
         # hedged = min(spot, short): a negative residual means the short is the longer leg
@@ -267,7 +302,7 @@ class InvariantChecker:
         if -perp_qty != j_short:
             out.append(f"journal position {j_qty} {self.coin} (residual {j_res}) means a Binance short of "
                        f"{j_short}, the exchange has {-perp_qty}")
-        recorded = j_res + self.dust + self.operator_offset
+        recorded = j_res + j_naked + self.dust + self.operator_offset
         gap = exposure - recorded
         self.max_unexplained = max(self.max_unexplained, abs(gap))
         self.max_exposure = max(self.max_exposure, abs(exposure))
@@ -306,4 +341,6 @@ class InvariantChecker:
             "max_net_exposure": str(self.max_exposure),
             "exits_executed": len(self.exit_expected),
             "min_expected_exit_net_krw": str(min(self.exit_expected)) if self.exit_expected else None,
+            "exit_closing_fills_within_bounds_checked": self.exit_closing_fills,
+            "naked_spot_unwinds": self.naked_unwinds,
         }

@@ -74,7 +74,8 @@ class Operator:
             done.setdefault("binance_orders", []).append(f"{side} {qty} -> filled {res.filled_qty}")
         led = await self.control.ledger(since=self.checker.ledger_seen)
         spot, perp = self.checker.exposure_now(led)
-        recorded = residual + self.checker.dust + self.checker.operator_offset
+        naked = Decimal(str(jpos.get("naked_spot", "0"))) if jpos else ZERO  # journaled: the next EXIT sells it
+        recorded = residual + naked + self.checker.dust + self.checker.operator_offset
         delta = spot + perp - recorded
         if delta:
             bal = led["balances"]["upbit"].get(self.coin) or {}

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import json
 import os
+import random
 import sys
 import tempfile
 import time
@@ -72,6 +73,12 @@ class SoakOptions:
     inspect: Callable[[dict[str, Any]], None] | None = None
     progress_every_s: float = 10.0
     max_violations_kept: int = 500
+    #: after a step that left a position: chance of an EXIT sent while one leg is held up
+    #: at its venue and the market moves (premium or price) — no approved EXIT may close
+    #: outside its bounds — and of a liquidation of the short (noticed, entries halted,
+    #: only the naked spot sold). Their own random stream: the seed's steps stay the same.
+    market_moves: float = 0.04
+    liquidations: float = 0.02
 
 
 class _Run:
@@ -94,6 +101,10 @@ class _Run:
         self.submitted_ids: set[str] = set()
         self.signals = 0
         self.steps = 0
+        self.scenario_n = 0
+        self.scenario_signals = 0
+        self.liquidations = 0
+        self.scenario_outcomes: Counter[str] = Counter()
         self.trace = open(opts.trace_path, "w", encoding="utf-8") if opts.trace_path else None  # noqa: SIM115
 
     def violation(self, step: Step, msg: str) -> None:
@@ -195,6 +206,108 @@ class _Run:
             )
             await self.checker.check(f"seed {self.o.seed} step {step.index} after operator")
 
+    # -- scenarios of their own -----------------------------------------------------------
+    async def _exit_spec(self, index: int, kind: str) -> tuple[Step, SignalSpec]:
+        self.scenario_n += 1
+        spec = SignalSpec("exit", {"id": f"s{self.o.seed}-{kind}-{self.scenario_n}", "action": "EXIT",
+                                   "coin": "BTC", "ts_ms": None, "ttl_ms": 30_000})
+        return Step(index, kind, [spec]), spec
+
+    async def _finish_scenario(self, step: Step, rep: ExecutionReport | None) -> None:
+        # counted apart: the seed's own steps (and the faults they arm) stay what they were
+        self.scenario_signals += 1
+        self.kinds[step.kind] += 1
+        if rep is not None:
+            self.statuses[rep.status] += 1
+            self.scenario_outcomes[f"{step.kind}:{rep.status}"] += 1
+            if rep.status == "manual_required":
+                await self.on_manual(step, rep)
+        self.submitted_ids.update(s.signal_id for s in step.signals)
+        await self.control.settle_faults()
+        self.engine.journal.flush()  # the checker and the operator read the SQLite file
+        if self.engine.halted and self.engine.status()["halt_scope"] == "entries" and not self.engine.positions():
+            self.engine.resume(source="soak-operator")  # the liquidation's halt, its exposure sold
+        elif self.engine.halted:
+            await self.operator.intervene(
+                reason=self.engine.halt_reason, reconcile=self.engine.reconcile,
+                resume=lambda: self.engine.resume(source="soak-operator"), settle_s=self.o.timings.in_flight_grace_s,
+            )
+        for msg in await self.checker.check(f"seed {self.o.seed} {step.kind} {step.index}"):
+            self.violation(step, msg)
+
+    async def move_step(self, index: int, rng: Any) -> None:
+        """An EXIT while one leg sits in its venue's gateway (300–600 ms) and the market
+        moves: the premium falls (Upbit held up) or BTC moves 0.5–1.5 % (Binance held up)."""
+        step, spec = await self._exit_spec(index, "market_move")
+        c = self.control
+        jpos = self.checker.view.positions().get("BTC") or {}
+        if jpos.get("entry_kimp") is not None:  # an EXIT worth sending: the move then tests its bounds
+            await c.market(premium=float(jpos["entry_kimp"]) + rng.uniform(0.006, 0.012))
+        top = await c.market()
+        mid = (Decimal(top["BTCUSDT"]["bid"]) + Decimal(top["BTCUSDT"]["ask"])) / 2
+        held = rng.choice(("upbit", "binance"))
+        await c.fault(exchange=held, method="POST", path={"upbit": "/v1/orders", "binance": "/fapi/v1/order"}[held],
+                      kind="delay", ms=rng.randint(300, 600), phase="before", count=1)
+        if held == "upbit":
+            move: dict[str, Any] = {"premium": max(-0.01, float(Decimal(top["premium"])) - rng.uniform(0.003, 0.015))}
+        else:
+            move = {"binance_mid": float(mid * Decimal(str(1 + rng.choice((-1, 1)) * rng.uniform(0.005, 0.015))))}
+        task = asyncio.ensure_future(self.submit(step, spec))
+        await asyncio.sleep(0.15)
+        await c.market(**move)
+        rep = await task
+        await c.market(binance_mid=float(mid))  # the next steps size against the usual price
+        await self._finish_scenario(step, rep)
+
+    async def liquidation_step(self, index: int, rng: Any) -> None:
+        """The short is liquidated: the risk check must notice it (entries halted, the
+        spot recorded as naked) and the next EXIT sell only that spot, never buy back a
+        short that is gone. The margin is thinned for it and given back after."""
+        step, spec = await self._exit_spec(index, "liquidation")
+        c = self.control
+        led = await c.ledger(since=self.checker.ledger_seen)
+        pos = (led["positions"].get("binance") or {}).get("BTCUSDT") or {}
+        size = -Decimal(str(pos.get("qty", "0")))
+        if size <= 0:
+            return
+        wallet = Decimal(led["balances"]["binance"]["USDT"]["balance"])
+        top = await c.market()
+        mid = (Decimal(top["BTCUSDT"]["bid"]) + Decimal(top["BTCUSDT"]["ask"])) / 2
+        entry = Decimal(str(pos["entry_price"]))
+        # a wallet that puts the liquidation price ~2 % above the mark, then a 4 % rise
+        thin = (mid * Decimal("1.02") * size * Decimal("1.004") - size * entry).quantize(Decimal("0.01"))
+        await c.balances(binance={"USDT": str(max(thin, Decimal("1")))})
+        await c.market(binance_mid=float(mid * Decimal("1.04")))
+        await c.ledger()  # the simulator liquidates on its next tick
+        led = await c.ledger(since=self.checker.ledger_seen)
+        liquidated = not Decimal(str(((led["positions"].get("binance") or {}).get("BTCUSDT") or {}).get("qty", "0")))
+        rep = None
+        if liquidated:
+            self.liquidations += 1
+            await self.engine.check_risk()
+            jpos = self.engine.positions().get("BTC")
+            if not (self.engine.halted and self.engine.status()["halt_scope"] == "entries"):
+                self.violation(step, f"a liquidated short did not halt entries (halted={self.engine.halted})")
+            if jpos is None or jpos.naked_spot <= 0:
+                self.violation(step, f"a liquidated short was not recorded as naked spot: {jpos}")
+            before = len((await c.ledger(since=self.checker.ledger_seen))["orders"])
+            rep = await self.submit(step, spec)
+            for _ in range(2):  # refused for a passing reason (a slow book read): the next EXIT
+                if rep is None or rep.status != "refused":
+                    break
+                step, spec = await self._exit_spec(index, "liquidation")
+                rep = await self.submit(step, spec)
+            after = await c.ledger(since=self.checker.ledger_seen)
+            new_binance = [o for o in after["orders"][before:] if o["exchange"] == "binance"
+                           and not o["client_id"].startswith("autoclose-")]
+            if new_binance:
+                self.violation(step, f"the EXIT after a liquidation sent {len(new_binance)} Binance order(s)")
+            if rep is not None and rep.status not in ("unwound", "refused"):
+                self.violation(step, f"the EXIT after a liquidation ended '{rep.status}': {rep.reason[:200]}")
+        await c.balances(binance={"USDT": str(wallet)})
+        await c.market(binance_mid=float(mid))
+        await self._finish_scenario(step, rep)
+
     async def on_manual(self, step: Step, rep: ExecutionReport) -> None:
         entry = {"step": step.index, "signal_id": rep.signal_id, "action": rep.action, "reason": rep.reason[:400],
                  "halted": self.engine.halted}
@@ -248,11 +361,18 @@ async def run_soak(opts: SoakOptions) -> dict[str, Any]:
         gen = ScenarioGenerator(opts.seed, fault_rate=opts.fault_rate, client_timeout_s=t.client_timeout_s,
                                 late_delays=opts.late_delays)
         last_progress = time.monotonic()
+        extra = random.Random(f"{opts.seed}-scenarios")
         while run.signals < opts.signals:
             pos = checker.view.positions().get("BTC")
             entry = float(pos["entry_kimp"]) if pos and pos.get("entry_kimp") is not None else None
             step = gen.step(pos is not None, entry, float(pos["qty"]) if pos else None)
             await run.run_step(step)
+            roll = extra.random()
+            if not engine.halted and checker.view.positions().get("BTC"):
+                if roll < opts.market_moves:
+                    await run.move_step(step.index, extra)
+                elif roll < opts.market_moves + opts.liquidations:
+                    await run.liquidation_step(step.index, extra)
             now = time.monotonic()
             if opts.progress is not None and (now - last_progress >= opts.progress_every_s or run.signals >= opts.signals):
                 last_progress = now
@@ -292,6 +412,9 @@ async def run_soak(opts: SoakOptions) -> dict[str, Any]:
         "report_statuses": dict(run.statuses),
         "refusal_reasons": dict(run.reasons.most_common(25)),
         "halt_steps": run.halt_steps,
+        "scenarios": dict(run.scenario_outcomes),
+        "scenario_signals": run.scenario_signals,
+        "liquidations": run.liquidations,
         "max_steps_without_a_fill": run.max_steps_without_fill,
         "manual_required": run.manual,
         "operator_actions": operator.actions,
