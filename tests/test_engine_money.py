@@ -306,6 +306,7 @@ async def test_an_exit_deeper_than_fifteen_levels_looks_deeper(engine_factory, c
         assert await control.exposure() == (0, 0)
         assert rep.realized_pnl_krw > 0
         assert rep.realized_pnl_krw >= planned_net(engine, "x1") - tolerance_krw(engine, rep, fx)
+        await assert_closes_within_bounds(engine, control, "x1")
         assert abs(rep.realized_pnl_krw - (await account_value_krw(control, fx) - start)) < 1
 
 
@@ -332,6 +333,7 @@ async def test_a_full_exit_keeps_closing_after_a_partial_fill(engine_factory, co
         # the estimate less the tolerance, less what the unwind of 0.012 cost (spread and two fees)
         unwind_cost = D("0.012") * D("96000") * D("0.0012") * fx
         assert rep.realized_pnl_krw >= planned_net(engine, "x1") - tolerance_krw(engine, rep, fx) - unwind_cost
+        await assert_closes_within_bounds(engine, control, "x1")
 
 
 async def _exit_while_the_market_moves(engine, control, exchange: str, path: str, move: dict) -> object:
