@@ -17,6 +17,8 @@ OutcomeUnknown      **maybe**       timeout, reset after the request was written
 InvalidResponse     **maybe**       (an OutcomeUnknown) a 2xx answer that fails validation:
                                     undecodable, a non-finite / out-of-range / negative
                                     number, filled > ordered, price <= 0
+ResponseTooLarge    **maybe**       (an InvalidResponse) a body over the size cap after
+                                    decompression (``max_response_bytes``)
 ==================  ==============  =====================================================
 
 An answer is validated before it is believed (``adapters_direct.schemas``): a number the
@@ -43,6 +45,7 @@ __all__ = [
     "OutcomeUnknown",
     "RateLimited",
     "Rejected",
+    "ResponseTooLarge",
     "Unavailable",
 ]
 
@@ -154,3 +157,7 @@ class InvalidResponse(OutcomeUnknown):
         super().__init__(message, **kw)
         self.field = field
 
+
+class ResponseTooLarge(InvalidResponse):
+    """The answer's body exceeded the size cap (``max_response_bytes``) after
+    decompression; reading stopped at the cap, the connection was dropped."""
