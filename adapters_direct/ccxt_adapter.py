@@ -447,7 +447,8 @@ class _CcxtAdapter:
                 limiter.update_from_headers(headers, group)
             else:
                 limiter.update_from_headers(headers)
-            _refuse_huge_exponents(self.name, code, body)
+            if 200 <= code < 300:  # error bodies are classified by their code, not parsed by Precise
+                _refuse_huge_exponents(self.name, code, body)
             return original(code, reason, url, method, headers, body, request_headers, request_body)
 
         ex.on_rest_response = on_rest_response

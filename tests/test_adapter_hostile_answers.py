@@ -18,6 +18,7 @@ Signed values that are legitimate (a short position, funding paid) are accepted.
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from decimal import Decimal
 from typing import Any
@@ -303,8 +304,6 @@ async def test_engine_looks_up_a_negative_fill_instead_of_retrying(sim, hostile,
     three times (each really filled) and reported "unwound" while the exchange held
     -0.04. Now the answer is an OutcomeUnknown, the order is looked up and found filled,
     exactly one short exists and the pair is hedged."""
-    import time
-
     hostile.arm("POST", "/fapi/v1/order", edit=setter("executedQty", "-5"))
     engine = engine_factory(upbit={"base_url": hostile.url}, binance={"base_url": hostile.url})
     async with engine:
