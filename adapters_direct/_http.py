@@ -22,12 +22,23 @@ import aiohttp
 import msgspec
 from yarl import URL
 
-from ._wire import ConnectFailed, ConnectionLost, Headers, MalformedResponse, WirePool
-from .errors import OutcomeUnknown, RateLimited, Rejected, Unavailable
+from ._wire import (
+    MAX_RESPONSE_BYTES,
+    BodyDecoder,
+    BodyTooLarge,
+    ConnectFailed,
+    ConnectionLost,
+    Headers,
+    MalformedResponse,
+    WirePool,
+)
+from .errors import OutcomeUnknown, RateLimited, Rejected, ResponseTooLarge, Unavailable
 
 __all__ = [
     "CLIENT_THROTTLE",
     "CONNECTION_LOST",
+    "MAX_RESPONSE_BYTES",
+    "RESPONSE_TOO_LARGE",
     "TIMEOUT",
     "AdapterOptions",
     "Response",
@@ -50,6 +61,11 @@ TIMEOUT = "timeout"
 #: ``code`` of an ``OutcomeUnknown`` after the connection died mid-request; idempotent
 #: reads retry this once (a pooled keep-alive connection the server had just closed)
 CONNECTION_LOST = "connection_lost"
+#: ``code`` of a ``ResponseTooLarge``: the body passed ``max_response_bytes`` (after
+#: decompression); reading stopped there and the connection was dropped
+RESPONSE_TOO_LARGE = "response_too_large"
+#: what the aiohttp session asks for: exactly the encodings :class:`BodyDecoder` bounds
+_ACCEPT_ENCODING = "gzip, deflate"
 # aiohttp warns when asked to clean up closed TLS transports on Pythons that fixed the leak
 # (3.12.8+, 3.13.1+); ask only where it is still needed.
 _NEEDS_CLEANUP_CLOSED = sys.version_info < (3, 12, 8) or (3, 13, 0) <= sys.version_info < (3, 13, 1)
@@ -113,6 +129,10 @@ class AdapterOptions(msgspec.Struct, kw_only=True, frozen=True):
     #: an ``adapters_direct._wire.WireTrace`` for the order lane (opt-in instrumentation,
     #: the latency probe's marks); none by default
     wire_trace: Any = None
+    #: largest response body accepted, counted after decompression, on both transports;
+    #: a larger answer is ``ResponseTooLarge`` (an ``OutcomeUnknown``: for an order, look
+    #: it up), read and inflated no further than this
+    max_response_bytes: int = MAX_RESPONSE_BYTES
 
     def __post_init__(self) -> None:
         for name in ("timeout_s", "connect_timeout_s", "keepalive_s", "final_state_timeout_s"):
@@ -129,6 +149,9 @@ class AdapterOptions(msgspec.Struct, kw_only=True, frozen=True):
             raise ValueError(f"prewarm_connections: expected 0..limit_per_host, got {self.prewarm_connections!r}")
         if not (isinstance(self.recv_window_ms, int) and 0 < self.recv_window_ms <= 60000):
             raise ValueError(f"recv_window_ms: expected 1..60000, got {self.recv_window_ms!r}")
+        mrb = self.max_response_bytes
+        if isinstance(mrb, bool) or not isinstance(mrb, int) or mrb <= 0:
+            raise ValueError(f"max_response_bytes: expected a positive integer, got {mrb!r}")
         if self.jwt_alg not in ("HS256", "HS512"):
             raise ValueError(f"jwt_alg: expected 'HS256' or 'HS512', got {self.jwt_alg!r}")
         if self.order_lane not in ("wire", "aiohttp"):
@@ -274,9 +297,11 @@ class Transport:
                 sock_read=o.timeout_s,
             ),
             # Never an ``Origin`` header: Upbit throttles such requests to 1 per 10 s.
-            headers={"User-Agent": o.user_agent, "Accept": "application/json"},
+            headers={"User-Agent": o.user_agent, "Accept": "application/json", "Accept-Encoding": _ACCEPT_ENCODING},
             raise_for_status=False,
-            auto_decompress=True,  # exchangeInfo is large and comes gzip'ed
+            # exchangeInfo is large and comes gzip'ed: _read_body inflates it, bounded
+            # (aiohttp's own decompression has no output cap)
+            auto_decompress=False,
             trust_env=o.trust_env,
             trace_configs=list(o.trace_configs) or None,
         )
@@ -291,6 +316,7 @@ class Transport:
                 keepalive_s=o.keepalive_s,
                 user_agent=o.user_agent,
                 trace=o.wire_trace,
+                max_body=o.max_response_bytes,
             )
             try:
                 await pool.open()
@@ -419,8 +445,12 @@ class Transport:
                 headers=headers,
                 allow_redirects=False,
             ) as resp:
-                data = await resp.read()
                 status, resp_headers = resp.status, resp.headers
+                try:
+                    data = await _read_body(resp, self.options.max_response_bytes)
+                except MalformedResponse as exc:
+                    resp.close()  # drop the connection: the rest of the body is never read
+                    raise self._bad_body(what, exc, status, client_id) from None
         except aiohttp.ClientConnectorError as exc:
             # DNS failure, refused, unreachable, TLS handshake: the request was never written.
             raise Unavailable(
@@ -520,6 +550,16 @@ class Transport:
             return b""
         return wire.rehearse(method, f"{path}?{query}" if query else path, headers, body)
 
+    def _bad_body(self, what: str, exc: MalformedResponse, status: int | None, client_id: str | None) -> OutcomeUnknown:
+        """An answer whose body is over the cap (``ResponseTooLarge``) or does not decode:
+        the request may have been processed, the answer is not believed."""
+        if isinstance(exc, BodyTooLarge):
+            return ResponseTooLarge(
+                f"{what}: {exc} (max_response_bytes)", exchange=self.exchange, status=status,
+                code=RESPONSE_TOO_LARGE, client_id=client_id,
+            )
+        return OutcomeUnknown(f"{what}: malformed response ({exc})", exchange=self.exchange, client_id=client_id)
+
     def _unsendable(self, method: str, path: str, exc: ValueError, client_id: str | None) -> Rejected:
         # A header or target that cannot go on the wire (CR/LF, non-Latin-1): refused
         # before anything was written.
@@ -570,14 +610,28 @@ class Transport:
                 exchange=self.exchange, code=CONNECTION_LOST, client_id=client_id,
             ) from None
         except MalformedResponse as exc:
-            raise OutcomeUnknown(
-                f"{method} {path}: malformed response ({exc})", exchange=self.exchange, client_id=client_id,
-            ) from None
+            raise self._bad_body(f"{method} {path}", exc, None, client_id) from None
         if group is not None:
             self.limiter.update_from_headers(resp_headers, group)
         else:
             self.limiter.update_from_headers(resp_headers)
         return Response(status, resp_headers, data)
+
+
+async def _read_body(resp: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The body of an aiohttp response (read with ``auto_decompress=False``), decoded by
+    :class:`BodyDecoder`: a ``Content-Length`` beyond ``limit`` is refused unread, the rest
+    is read and inflated piece by piece, stopping at ``limit``."""
+    length = resp.content_length
+    if length is not None and length > limit:
+        raise BodyTooLarge(f"response body larger than {limit} bytes (Content-Length {length})")
+    dec = BodyDecoder(resp.headers.get("Content-Encoding"), limit)
+    content = resp.content
+    while True:
+        chunk = await content.readany()
+        if not chunk:
+            return dec.finish()
+        dec.feed(chunk)
 
 
 async def _raise(exc: BaseException) -> Any:

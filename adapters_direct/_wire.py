@@ -12,7 +12,9 @@ session.
 Scope, deliberately small: one request at a time per connection (no pipelining);
 responses framed by ``Content-Length``, ``Transfer-Encoding: chunked`` or connection
 close; identity, gzip or deflate bodies; interim 1xx answers skipped; TLS through the
-event loop; no proxies, no redirects, no cookies.
+event loop; no proxies, no redirects, no cookies. Bodies are bounded (``max_body``,
+default :data:`MAX_RESPONSE_BYTES`) on the wire *and* after decompression: a declared
+length or chunk beyond it is refused before it is buffered, and inflation stops at it.
 
 Failure classes match :class:`adapters_direct._http.Transport` (which maps them onto
 the error taxonomy): :class:`ConnectFailed` — nothing was written; :class:`ConnectionLost`
@@ -36,6 +38,9 @@ from typing import Any, Protocol
 from yarl import URL
 
 __all__ = [
+    "MAX_RESPONSE_BYTES",
+    "BodyDecoder",
+    "BodyTooLarge",
     "ConnectFailed",
     "ConnectionLost",
     "Headers",
@@ -49,8 +54,10 @@ log = logging.getLogger("adapters_direct.wire")
 
 #: a status line plus headers larger than this is not an exchange's answer
 _MAX_HEAD = 64 * 1024
-#: nor is a body larger than this (Binance's exchangeInfo, the largest, is ~1 MB; orders are < 2 KB)
-_MAX_BODY = 16 * 1024 * 1024
+#: nor is a body larger than this, counted *after* decompression (and on the wire):
+#: Binance's exchangeInfo, the largest answer used, is ~1 MB; an order answer < 2 KB.
+#: ``AdapterOptions.max_response_bytes`` sets it per adapter, for both transports.
+MAX_RESPONSE_BYTES = 4 * 1024 * 1024
 _CRLF = b"\r\n"
 _HEAD_END = b"\r\n\r\n"
 
@@ -88,6 +95,79 @@ class MalformedResponse(WireError):
     """The server answered something that is not a well-formed HTTP/1.x response."""
 
 
+class BodyTooLarge(MalformedResponse):
+    """The body is larger than the cap, on the wire or once decompressed: reading and
+    inflating stopped at the cap."""
+
+
+class BodyDecoder:
+    """Bounded, incremental body decoding: identity, gzip or deflate (zlib-wrapped or
+    raw), fed in pieces, never producing more than ``limit`` bytes.
+
+    A decompression bomb stops at ``limit + 1`` bytes of output: ``zlib``'s
+    ``max_length`` bounds each step, so memory stays at the cap whatever the ratio.
+    Shared by the order lane and the aiohttp transport (which reads with
+    ``auto_decompress=False`` for this). Raises :class:`BodyTooLarge` beyond the cap and
+    :class:`MalformedResponse` for an unknown encoding or a corrupt/truncated stream.
+    """
+
+    __slots__ = ("_z", "_raw_deflate", "_fed", "_parts", "size", "limit", "encoding")
+
+    def __init__(self, encoding: str | None, limit: int = MAX_RESPONSE_BYTES) -> None:
+        enc = (encoding or "identity").strip().lower()
+        self.encoding = enc
+        self.limit = limit
+        self.size = 0
+        self._parts: list[bytes] = []
+        self._raw_deflate = False
+        self._fed = False
+        if enc == "identity":
+            self._z: Any = None
+        elif enc in ("gzip", "x-gzip"):
+            self._z = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        elif enc == "deflate":
+            self._z = zlib.decompressobj()
+        else:
+            raise MalformedResponse(f"unsupported Content-Encoding {encoding!r}")
+
+    def feed(self, data: bytes) -> None:
+        if not data:
+            return
+        self._fed = True
+        z = self._z
+        if z is None:
+            out = data
+        else:
+            try:
+                out = z.decompress(data, self.limit - self.size + 1)
+            except zlib.error as exc:
+                if self.encoding == "deflate" and not self._raw_deflate and not self._parts:
+                    # raw deflate without the zlib wrapper: the header check fails on the
+                    # first two bytes (the order lane feeds a whole body at once, aiohttp's
+                    # first chunk holds far more)
+                    self._raw_deflate = True
+                    self._z = zlib.decompressobj(-zlib.MAX_WBITS)
+                    return self.feed(data)
+                raise MalformedResponse(f"undecodable {self.encoding} body: {exc}") from None
+            if z.unconsumed_tail:
+                raise BodyTooLarge(f"response body larger than {self.limit} bytes once decompressed")
+        self.size += len(out)
+        if self.size > self.limit:
+            raise BodyTooLarge(f"response body larger than {self.limit} bytes")
+        if out:
+            self._parts.append(out)
+
+    def finish(self) -> bytes:
+        """The decoded body; an empty body stays empty whatever its declared encoding."""
+        z = self._z
+        if z is not None and self._fed and not z.eof:
+            raise MalformedResponse(f"truncated {self.encoding} body")
+        parts = self._parts
+        if len(parts) == 1:
+            return parts[0]
+        return b"".join(parts)
+
+
 class WireTrace(Protocol):
     """Optional instrumentation (the latency probe): called synchronously, must be cheap."""
 
@@ -101,16 +181,17 @@ class WireTrace(Protocol):
 class _Response:
     """Incremental parser of one HTTP/1.x response; ``feed`` returns True when complete."""
 
-    __slots__ = ("_buf", "_mode", "_remaining", "_chunks", "_chunked_size", "_head_only", "status", "headers", "body",
-                 "must_close")
+    __slots__ = ("_buf", "_mode", "_remaining", "_chunks", "_chunked_size", "_head_only", "_limit", "status", "headers",
+                 "body", "must_close")
 
-    def __init__(self, head_only: bool) -> None:
+    def __init__(self, head_only: bool, limit: int = MAX_RESPONSE_BYTES) -> None:
         self._buf = bytearray()
         self._mode = 0  # 0 head, 1 length, 2 chunk size, 3 chunk data, 4 trailers, 5 until EOF
         self._remaining = 0
         self._chunks: list[bytes] = []
         self._chunked_size = 0
         self._head_only = head_only
+        self._limit = limit
         self.status = 0
         self.headers = Headers()
         self.body = b""
@@ -165,6 +246,9 @@ class _Response:
                     raise MalformedResponse(f"bad chunk size {line[:20]!r}") from None
                 if size < 0:
                     raise MalformedResponse("negative chunk size")
+                if self._chunked_size + size > self._limit:
+                    # refused on the announcement, before buffering any of it
+                    raise BodyTooLarge(f"response body larger than {self._limit} bytes")
                 if size == 0:
                     self._mode = 4
                 else:
@@ -179,8 +263,6 @@ class _Response:
                 self._chunks.append(bytes(buf[:n]))
                 del buf[: n + 2]
                 self._chunked_size += n
-                if self._chunked_size > _MAX_BODY:
-                    raise MalformedResponse("response body too large")
                 self._mode = 2
             elif mode == 4:
                 # Trailer fields (rare) end with an empty line, as the head does.
@@ -196,8 +278,8 @@ class _Response:
                 self.body = b"".join(self._chunks)
                 return self._done()
             else:  # until EOF: eof() completes it
-                if len(buf) > _MAX_BODY:
-                    raise MalformedResponse("response body too large")
+                if len(buf) > self._limit:
+                    raise BodyTooLarge(f"response body larger than {self._limit} bytes")
                 return False
 
     def eof(self) -> bool:
@@ -247,8 +329,8 @@ class _Response:
             if not (cl.isdigit() and cl.isascii()) or len(cl) > 12:
                 raise MalformedResponse(f"bad Content-Length {cl[:20]!r}")
             n = int(cl)
-            if n > _MAX_BODY:
-                raise MalformedResponse("response body too large")
+            if n > self._limit:
+                raise BodyTooLarge(f"response body larger than {self._limit} bytes (Content-Length {n})")
             if n == 0:
                 return True
             self._remaining = n
@@ -264,24 +346,11 @@ class _Response:
             self.must_close = True
         enc = dict.get(self.headers, "content-encoding")
         if enc is not None and self.body:
-            self.body = _decompress(enc.strip().lower(), self.body)
+            # The compressed body is within the cap; its inflation stops at the cap too.
+            dec = BodyDecoder(enc, self._limit)
+            dec.feed(self.body)
+            self.body = dec.finish()
         return True
-
-
-def _decompress(encoding: str, body: bytes) -> bytes:
-    try:
-        if encoding == "gzip":
-            return zlib.decompress(body, 16 + zlib.MAX_WBITS)
-        if encoding == "deflate":
-            try:
-                return zlib.decompress(body)
-            except zlib.error:  # raw deflate without the zlib wrapper
-                return zlib.decompress(body, -zlib.MAX_WBITS)
-    except zlib.error as exc:
-        raise MalformedResponse(f"undecodable {encoding} body: {exc}") from None
-    if encoding == "identity":
-        return body
-    raise MalformedResponse(f"unsupported Content-Encoding {encoding!r}")
 
 
 class _Connection(asyncio.Protocol):
@@ -325,7 +394,12 @@ class _Connection(asyncio.Protocol):
 
     def eof_received(self) -> bool:
         parser = self._parser
-        if parser is not None and parser.eof():
+        try:
+            complete = parser is not None and parser.eof()
+        except MalformedResponse as exc:  # a close-delimited body that does not decode
+            self._fail(exc)
+            return False
+        if complete:
             self._parser = None
             waiter, self._waiter = self._waiter, None
             if waiter is not None and not waiter.done():
@@ -344,7 +418,7 @@ class _Connection(asyncio.Protocol):
         return not self.closed and t is not None and not t.is_closing() and self._parser is None
 
     def send(self, data: bytes, head_only: bool, loop: asyncio.AbstractEventLoop) -> asyncio.Future[_Response]:
-        self._parser = _Response(head_only)
+        self._parser = _Response(head_only, self._pool.max_body)
         waiter = self._waiter = loop.create_future()
         self.requests += 1
         self.transport.write(data)  # type: ignore[union-attr]
@@ -381,6 +455,10 @@ class WirePool:
         From the write to the complete answer.
     user_agent, trace
         Sent on every request; optional :class:`WireTrace`.
+    max_body
+        Largest answer body accepted, on the wire and after decompression
+        (:data:`MAX_RESPONSE_BYTES`); a larger one is :class:`BodyTooLarge` and its
+        connection is dropped.
     ssl_context
         For ``https``; default ``ssl.create_default_context()`` (system CAs, hostname check)
         offering ALPN ``http/1.1``.
@@ -398,6 +476,7 @@ class WirePool:
         user_agent: str = "kimp-fast",
         trace: WireTrace | None = None,
         ssl_context: _ssl.SSLContext | None = None,
+        max_body: int = MAX_RESPONSE_BYTES,
     ) -> None:
         url = URL(base_url)
         if url.scheme not in ("http", "https") or not url.host:
@@ -417,8 +496,11 @@ class WirePool:
         _check_header("User-Agent", user_agent)
         # Everything but the request line and the per-request headers, encoded once.
         self._common = f"Host: {host_header}\r\nUser-Agent: {user_agent}\r\nAccept: application/json\r\n"
+        if not (isinstance(max_body, int) and max_body > 0):
+            raise ValueError(f"order lane: max_body must be a positive integer, got {max_body!r}")
         self.size = size
         self.limit = limit
+        self.max_body = max_body
         self.timeout_s = timeout_s
         self.connect_timeout_s = connect_timeout_s
         self.keepalive_s = keepalive_s

@@ -380,12 +380,12 @@ class BinanceUsdm(PerpAdapter):
             log.warning("binance clock re-sync failed: %s", exc)
 
     def _decode(self, fn: Callable[[bytes], Any], resp: Response, client_id: str | None = None) -> Any:
+        """Decode and validate (``schemas``); a refused answer is ``InvalidResponse``, an
+        ``OutcomeUnknown``: for an order it is looked up, for a read it is refused."""
         try:
             return fn(resp.body)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise OutcomeUnknown(
-                f"undecodable {resp.status} response: {exc}", exchange="binance", status=resp.status, client_id=client_id
-            ) from None
+            raise S.invalid_response(exc, exchange="binance", status=resp.status, client_id=client_id) from None
 
     # -- rules ---------------------------------------------------------------------------
     def rules(self, symbol: str) -> SymbolRules:

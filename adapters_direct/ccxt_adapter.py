@@ -47,7 +47,8 @@ JSON body to ``ExchangeNotAvailable``, and a Binance -2015 after an earlier succ
   4xx → ``Rejected``), and ccxt's class only makes a 4xx more specific:
   ``InsufficientFunds`` → ``InsufficientFunds``, ``AuthenticationError``/``PermissionDenied``
   → ``AuthError``, ``OrderNotFound`` → ``OrderNotFound``. A 2xx that ccxt could not parse,
-  or that does not decode into the expected object, is ``OutcomeUnknown``.
+  or that does not decode into (or fails the validation of) the expected Struct, is
+  ``InvalidResponse`` (an ``OutcomeUnknown``).
 * **no response** — ccxt wraps the aiohttp exception (``raise X from e``), and the cause
   tells what happened: ``ClientConnectorError``/DNS/connect timeout → ``Unavailable``
   (nothing was written), a read timeout → ``OutcomeUnknown(code="timeout")``, a reset or
@@ -81,6 +82,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import re
 import socket
 from decimal import Decimal
 from typing import Any, Awaitable, Callable, NamedTuple
@@ -119,6 +121,7 @@ from .errors import (
     AdapterError,
     AuthError,
     InsufficientFunds,
+    InvalidResponse,
     OrderNotFound,
     OutcomeUnknown,
     RateLimited,
@@ -164,6 +167,31 @@ class HttpSeen(NamedTuple):
     status: int
     headers: dict[str, str]
     body: str
+
+
+#: a JSON value (string or number) with a decimal exponent of three or more digits: no
+#: amount is that large or small, and ccxt's ``Precise`` expands ``"1e999999999"`` into a
+#: billion-digit integer (the event loop stalls for minutes), so such an answer is refused
+#: before ccxt parses it
+_HUGE_EXPONENT = re.compile(
+    r'(?:"(?P<key>[A-Za-z_]\w*)"\s*:|[\[,])\s*"?\s*[+-]?(?:\d+\.?\d*|\.\d+)[eE][+-]?\d{3,}\s*"?\s*[,}\]]'
+)
+
+
+#: prefilter (under a microsecond per order answer; the regex alone costs ~40 µs): digits
+#: become "0", "E" becomes "e" and signs go, so every candidate reads "0e000"
+_EXP_TABLE = bytes.maketrans(b"123456789E", b"000000000e")
+
+
+def _refuse_huge_exponents(exchange: str, status: int, body: Any) -> None:
+    if isinstance(body, str) and b"0e000" in body.encode("utf-8", "replace").translate(_EXP_TABLE, b"+-"):
+        m = _HUGE_EXPONENT.search(body)
+        if m is not None:
+            field = m.group("key")
+            raise InvalidResponse(
+                f"invalid answer: {field or 'a value'} has an out-of-range exponent", exchange=exchange,
+                status=status, code="invalid_response", field=field,
+            )
 
 
 _HTTP: contextvars.ContextVar[HttpSeen | None] = contextvars.ContextVar("kimp_ccxt_http", default=None)
@@ -245,6 +273,10 @@ def classify_ccxt_error(
     AdapterError or None
         ``None`` means "not an exchange or transport failure" (a bug): re-raise ``exc``.
     """
+    if isinstance(exc, InvalidResponse):  # refused by our own check of the answer
+        if exc.client_id is None:
+            exc.client_id = client_id
+        return exc
     ccxt = import_ccxt()
     kw: dict[str, Any] = {"exchange": exchange, "client_id": client_id}
     if isinstance(exc, ccxt.ExchangeClosedByUser):
@@ -282,8 +314,11 @@ def classify_ccxt_error(
     if status >= 500 or status == 408 or (exchange == "binance" and code in _BN_UNKNOWN):
         return OutcomeUnknown(f"execution status unknown: {text}", code=code, **kw)
     if 200 <= status < 300:
-        # ccxt choked on a success body (garbage, truncated): the request was processed.
-        return OutcomeUnknown(f"unparseable {status} response ({type(exc).__name__})", **kw)
+        # ccxt choked on a success body (garbage, truncated, a number it cannot parse):
+        # the request was processed, the answer is not believed.
+        return InvalidResponse(
+            f"unparseable {status} response ({type(exc).__name__})", code="invalid_response", **kw
+        )
     if exchange == "upbit":
         insufficient = isinstance(code, str) and code.startswith("insufficient_funds")
         auth = status == 401 or code in _UPBIT_AUTH_NAMES
@@ -337,13 +372,13 @@ def _plain(d: Decimal) -> str:
 
 def _convert(raw: Any, typ: type, exchange: str, client_id: str | None = None) -> Any:
     """ccxt's parsed JSON (``info``) → the direct adapter's Struct; floats (Upbit's JSON
-    numbers) go through their shortest repr. A body that does not fit: OutcomeUnknown."""
+    numbers) go through their shortest repr. A body that does not fit or fails the
+    Structs' validation: ``InvalidResponse`` (an OutcomeUnknown)."""
     try:
         return msgspec.convert(raw, typ, strict=False)
     except (msgspec.ValidationError, TypeError) as exc:
-        raise OutcomeUnknown(
-            f"unexpected response shape: {exc}", exchange=exchange, client_id=client_id
-        ) from None
+        # The same Structs, so the same validation as the direct adapters (schemas.py).
+        raise S.invalid_response(exc, exchange=exchange, client_id=client_id) from None
 
 
 class _CcxtAdapter:
@@ -412,6 +447,8 @@ class _CcxtAdapter:
                 limiter.update_from_headers(headers, group)
             else:
                 limiter.update_from_headers(headers)
+            if 200 <= code < 300:  # error bodies are classified by their code, not parsed by Precise
+                _refuse_huge_exponents(self.name, code, body)
             return original(code, reason, url, method, headers, body, request_headers, request_body)
 
         ex.on_rest_response = on_rest_response
@@ -512,7 +549,9 @@ class _CcxtAdapter:
 
 def _result_or_unknown(order: Any, exchange: str, client_id: str) -> Any:
     if not isinstance(order, dict) or not isinstance(order.get("info"), dict):
-        raise OutcomeUnknown("unparseable order response", exchange=exchange, client_id=client_id)
+        raise InvalidResponse(
+            "unparseable order response", exchange=exchange, client_id=client_id, code="invalid_response"
+        )
     return order["info"]
 
 
@@ -908,7 +947,8 @@ class CcxtBinanceUsdm(_CcxtAdapter, PerpAdapter):
             info = market.get("info")
             try:
                 sym = msgspec.convert(info, S.BnSymbol, strict=False)
-            except (msgspec.ValidationError, TypeError):
+            except (msgspec.ValidationError, TypeError) as exc:
+                log.warning("binance: market %s refused (%s); no rules for it", market.get("id"), exc)
                 continue
             rules[sym.symbol] = _bn._rules_from(sym, self._fees.get(sym.symbol))
         self._rules = rules

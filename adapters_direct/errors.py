@@ -14,7 +14,18 @@ AuthError           no              bad key/signature/permissions, -1022, -2015,
 Unavailable         no              connection refused / DNS: nothing was written
 OutcomeUnknown      **maybe**       timeout, reset after the request was written, 5xx,
                                     Binance 503 "Unknown error", -1006, -1007
+InvalidResponse     **maybe**       (an OutcomeUnknown) a 2xx answer that fails validation:
+                                    undecodable, a non-finite / out-of-range / negative
+                                    number, filled > ordered, price <= 0
+ResponseTooLarge    **maybe**       (an InvalidResponse) a body over the size cap after
+                                    decompression (``max_response_bytes``)
 ==================  ==============  =====================================================
+
+An answer is validated before it is believed (``adapters_direct.schemas``): a number the
+exchange could not mean is never turned into a fill, a balance or a silent zero. For an
+order call (place, look-up, cancel) an ``InvalidResponse`` is an ``OutcomeUnknown`` like
+any other: the order may exist, so it is looked up, never assumed; for any other call it
+is a typed failure of that call that names the field.
 
 ``OutcomeUnknown`` is never a failure: the caller looks the order up by ``client_id``
 before doing anything else. ``infrastructure`` tells a circuit breaker whether the
@@ -29,10 +40,12 @@ __all__ = [
     "AuthError",
     "ExchangeError",
     "InsufficientFunds",
+    "InvalidResponse",
     "OrderNotFound",
     "OutcomeUnknown",
     "RateLimited",
     "Rejected",
+    "ResponseTooLarge",
     "Unavailable",
 ]
 
@@ -128,3 +141,23 @@ class OutcomeUnknown(AdapterError):
 
     executed = "unknown"
     infrastructure = True
+
+
+class InvalidResponse(OutcomeUnknown):
+    """The exchange answered, but the answer cannot be believed: it does not decode, or a
+    number in it is non-finite, out of range, negative where it cannot be, a fill larger
+    than the order or a price <= 0. ``field`` names the offending field when known.
+
+    An ``OutcomeUnknown``: after an order call the order is looked up by ``client_id``;
+    after any other call it says the data was refused (never replaced by a default). An
+    exchange sending such answers is unhealthy, so a circuit breaker counts it.
+    """
+
+    def __init__(self, message: str, *, field: str | None = None, **kw) -> None:
+        super().__init__(message, **kw)
+        self.field = field
+
+
+class ResponseTooLarge(InvalidResponse):
+    """The answer's body exceeded the size cap (``max_response_bytes``) after
+    decompression; reading stopped at the cap, the connection was dropped."""

@@ -31,6 +31,7 @@ from adapters_direct.client_ids import make_client_id  # noqa: E402
 from adapters_direct.errors import (  # noqa: E402
     AuthError,
     InsufficientFunds,
+    InvalidResponse,
     OrderNotFound,
     OutcomeUnknown,
     RateLimited,
@@ -499,8 +500,8 @@ FAULTS: list[tuple[str, dict[str, Any], type, Any, bool]] = [
     ("upbit", {"kind": "http_500"}, OutcomeUnknown, "server_error", False),
     ("upbit", {"kind": "unknown_503", "executed": True}, OutcomeUnknown, "server_error", True),
     ("upbit", {"kind": "unknown_503"}, OutcomeUnknown, "server_error", False),
-    ("upbit", {"kind": "garbage", "executed": True}, OutcomeUnknown, None, True),
-    ("upbit", {"kind": "garbage"}, OutcomeUnknown, None, False),
+    ("upbit", {"kind": "garbage", "executed": True}, InvalidResponse, "invalid_response", True),
+    ("upbit", {"kind": "garbage"}, InvalidResponse, "invalid_response", False),
     ("upbit", {"kind": "delay", "ms": 1000, "phase": "after"}, OutcomeUnknown, TIMEOUT, True),
     ("upbit", {"kind": "down"}, OutcomeUnknown, CONNECTION_LOST, False),
     ("upbit", {"kind": "rate_limit_429", "seconds": 2}, RateLimited, "too_many_requests", False),
@@ -511,8 +512,8 @@ FAULTS: list[tuple[str, dict[str, Any], type, Any, bool]] = [
     ("binance", {"kind": "http_500"}, OutcomeUnknown, -1000, False),
     ("binance", {"kind": "unknown_503", "executed": True}, OutcomeUnknown, -1000, True),
     ("binance", {"kind": "unknown_503"}, OutcomeUnknown, -1000, False),
-    ("binance", {"kind": "garbage", "executed": True}, OutcomeUnknown, None, True),
-    ("binance", {"kind": "garbage"}, OutcomeUnknown, None, False),
+    ("binance", {"kind": "garbage", "executed": True}, InvalidResponse, "invalid_response", True),
+    ("binance", {"kind": "garbage"}, InvalidResponse, "invalid_response", False),
     ("binance", {"kind": "delay", "ms": 1000, "phase": "after"}, OutcomeUnknown, TIMEOUT, True),
     ("binance", {"kind": "down"}, OutcomeUnknown, CONNECTION_LOST, False),
     ("binance", {"kind": "rate_limit_429", "seconds": 2}, RateLimited, -1003, False),
@@ -683,7 +684,8 @@ def test_classification_of_what_the_simulator_cannot_send() -> None:
     err = classify_ccxt_error("upbit", ccxt.PermissionDenied("x"), http(400, '{"error":{"name":"thirdparty_agreement_required"}}'))
     assert type(err) is AuthError  # ccxt's class makes a 4xx more specific
     err = classify_ccxt_error("upbit", TypeError("str has no get"), http(201, "<html>"))
-    assert type(err) is OutcomeUnknown  # ccxt choked on a success body: it was processed
+    # ccxt choked on a success body: it was processed, the answer is not believed
+    assert type(err) is InvalidResponse and isinstance(err, OutcomeUnknown)
     # nothing received: the chained cause decides
     for cause, cls, code in [
         (aiohttp.ClientConnectorError(_ConnKey(), OSError(111, "refused")), Unavailable, None),
