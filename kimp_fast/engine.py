@@ -125,6 +125,8 @@ class KimpEngine:
         # order path (loaded at start; only this engine writes signals to its journal).
         self._seen: set[str] = set()
         self._rehearsals = 0
+        #: mixed into every client order id (the journal's own id, see Journal.client_namespace)
+        self.client_namespace = ""
         self._rehearsal_failures = 0
         self.fx_symbol = config.execution.fx_symbol
         # (Upbit spot, Binance perp) symbol of each configured coin, built once
@@ -185,6 +187,7 @@ class KimpEngine:
         for warning in cfg.insecure_http_warnings():
             log.warning("%s", warning)
         self._seen = self.journal.signal_ids()
+        self.client_namespace = self.journal.client_namespace()
         self._positions = None
         if self._notifier is None:
             self._notifier = make_notifier(cfg, self._environ)

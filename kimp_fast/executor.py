@@ -81,7 +81,8 @@ class PairExecutor:
 
     # -- one order ------------------------------------------------------------------
     def client_id(self, signal_id: str, exchange: str, purpose: str, attempt: int) -> str:
-        return make_client_id(signal_id, _LEG_CODE[(exchange, purpose)], attempt)
+        # namespaced by the journal: ids never repeat across deployments or a reset journal
+        return make_client_id(signal_id, _LEG_CODE[(exchange, purpose)], attempt, namespace=self.e.client_namespace)
 
     async def place(
         self,

@@ -651,6 +651,23 @@ class Journal:
             os.close(self._redo_fd)
             self._redo_fd = -1
 
+    def client_namespace(self) -> str:
+        """This journal's own random id, mixed into every client order id the engine
+        derives (``make_client_id(..., namespace=)``). Upbit refuses an ``identifier``
+        used before on the account, ever, while Binance accepts a reused id once the first
+        order is final: two deployments, or a journal reset, that see the same signal id
+        would otherwise send one leg that is refused and one that executes. Created the
+        first time it is asked for (in SQLite directly, before any order)."""
+        db = self._db
+        row = db.execute("SELECT value FROM journal_meta WHERE key = 'client_namespace'").fetchone()
+        if row is not None:
+            return str(row[0])
+        ns = os.urandom(6).hex()
+        with self._tx(db):
+            db.execute("INSERT OR IGNORE INTO journal_meta(key, value) VALUES ('client_namespace', ?)", (ns,))
+        row = db.execute("SELECT value FROM journal_meta WHERE key = 'client_namespace'").fetchone()
+        return str(row[0])
+
     def _applied_seq(self) -> int:
         row = self._conn.execute("SELECT value FROM journal_meta WHERE key = 'redo_applied_seq'").fetchone()
         return int(row[0]) if row else 0

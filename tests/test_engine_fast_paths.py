@@ -69,9 +69,12 @@ async def test_capital_current_only_when_ready_would_not_wait(engine_factory, co
 async def test_executor_client_ids_are_make_client_id(engine_factory, control):
     async with engine_factory() as engine:
         x = engine.executor
+        ns = engine.client_namespace
+        assert len(ns) == 12  # the journal's own id (see test_client_ids_never_repeat_across_journals)
         for sid in ("e1", "research/run 7: ENTER BTC", "x" * 128):
             for exchange in ("upbit", "binance"):
                 for purpose, code in (("entry", "E"), ("exit", "X"), ("retry", "R"), ("unwind", "W")):
                     for attempt in (0, 1, 999):
                         leg = exchange[0].upper() + code
-                        assert x.client_id(sid, exchange, purpose, attempt) == make_client_id(sid, leg, attempt)
+                        assert x.client_id(sid, exchange, purpose, attempt) == make_client_id(
+                            sid, leg, attempt, namespace=ns)

@@ -416,3 +416,27 @@ async def test_a_deposit_after_a_capital_refusal_is_seen_by_the_next_enter(engin
         await control.balances(binance={"USDT": "100000"})
         rep = await engine.submit(sig("e2"))
         assert rep.status == "filled", rep.reason
+
+
+async def test_client_ids_never_repeat_across_journals(engine_factory, control, sim, tmp_path):
+    """A second deployment (or a reset journal) sees a signal id the first already used:
+    Upbit refuses an identifier used before, ever, Binance accepts a reused id once the first
+    order is final — one leg refused, one executed. Each journal namespaces its ids."""
+    await control.market(premium=0.01, volatility=0.0)
+    async with engine_factory() as first:
+        assert (await first.submit(sig("e1"))).status == "filled"
+        await control.market(premium=0.03)
+        assert (await first.submit(sig("x1", "EXIT", None))).status == "filled"
+    await control.market(premium=0.01)
+    async with engine_factory(journal={"path": str(tmp_path / "reset.sqlite")}) as second:
+        rep = await second.submit(sig("e1"))
+        assert rep.status == "filled", rep.reason  # before: Upbit refused, Binance filled, repaired
+    led = await control.orders()
+    assert len(led) == 6 and len({o["client_id"] for o in led}) == 6
+    refused = [r for r in await control.requests() if r["path"] in ("/v1/orders", "/fapi/v1/order")
+               and r.get("status", 200) >= 400]
+    assert refused == [], refused  # before: identifier_already_used at Upbit
+    # the namespace is the journal's: its own in each journal, kept across restarts
+    assert second.client_namespace != first.client_namespace
+    async with engine_factory() as again:
+        assert again.client_namespace == first.client_namespace

@@ -249,6 +249,35 @@ async def test_identifier_is_single_use_forever(sim_client) -> None:
     assert len(await c.orders("upbit")) == 1
 
 
+async def test_identifiers_file_remembers_them_across_resets_and_restarts(sim_factory, tmp_path) -> None:
+    """The real Upbit never forgets an identifier; with ``upbit_identifiers_path`` neither
+    does the simulator (a reset journal or a second deployment meets the refusal)."""
+    path = str(tmp_path / "identifiers")
+    body = order(side="bid", ord_type="price", price="10000", identifier="kept-1")
+    sim = await sim_factory(upbit_identifiers_path=path)
+    async with aiohttp.ClientSession() as session:
+        c = SimClient(sim, session)
+        assert (await c.upbit("POST", "/v1/orders", body)).status == 201
+        await c.control("POST", "reset", {})
+        r = await c.upbit("POST", "/v1/orders", body)
+        assert (r.status, r.data["error"]["name"]) == (400, "identifier_already_used")
+    await sim.stop()
+    again = await sim_factory(upbit_identifiers_path=path)
+    async with aiohttp.ClientSession() as session:
+        c = SimClient(again, session)
+        r = await c.upbit("POST", "/v1/orders", body)
+        assert (r.status, r.data["error"]["name"]) == (400, "identifier_already_used")
+        assert (await c.upbit("POST", "/v1/orders", order(side="bid", ord_type="price", price="10000",
+                                                           identifier="new-1"))).status == 201
+    # without the file a reset forgets (the in-memory default)
+    plain_sim = await sim_factory()
+    async with aiohttp.ClientSession() as session:
+        c = SimClient(plain_sim, session)
+        assert (await c.upbit("POST", "/v1/orders", body)).status == 201
+        await c.control("POST", "reset", {})
+        assert (await c.upbit("POST", "/v1/orders", body)).status == 201
+
+
 async def test_test_orders_validate_without_placing(sim_client) -> None:
     c = sim_client
     body = order(side="bid", ord_type="price", price="10000", identifier="t-1")

@@ -33,6 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--upbit-answer-pending", action="store_true",
                         help='answer POST /v1/orders with the order as accepted (state "wait", nothing executed), '
                              "as the real Upbit does; GET /v1/order then shows the final state")
+    parser.add_argument("--upbit-identifiers", metavar="FILE",
+                        help="remember every Upbit identifier ever used in FILE (one per line), across resets and "
+                             "restarts, as the real Upbit does (default: in memory)")
     m = parser.add_argument_group("market")
     m.add_argument("--premium", type=float, help="kimchi premium, e.g. 0.012")
     m.add_argument("--binance-mid", type=float, help="BTCUSDT mid")
@@ -63,6 +66,7 @@ def _server_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "upbit_delay_ms": args.upbit_delay_ms,
         "binance_delay_ms": args.binance_delay_ms,
         "upbit_answer_pending": args.upbit_answer_pending,
+        "upbit_identifiers_path": args.upbit_identifiers,
         "binance_leverage": args.leverage,
     }
     if args.keys:

@@ -154,6 +154,10 @@ class SimConfig:
     #: executed), as the real Upbit does; matching still happens at once, so the next
     #: ``GET /v1/order`` shows the final state (also settable at runtime)
     upbit_answer_pending: bool = False
+    #: a file that keeps every Upbit ``identifier`` ever used, one per line, across resets
+    #: and restarts: the real Upbit refuses a used identifier forever (None: in memory,
+    #: forgotten by ``/_sim/reset`` and a restart)
+    upbit_identifiers_path: str | None = None
     #: Binance default leverage per symbol (the real default is 20)
     binance_leverage: int = 20
     #: Binance recvWindow default when the client sends none

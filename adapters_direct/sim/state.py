@@ -7,6 +7,7 @@ is atomic with respect to every other one (no locks needed).
 from __future__ import annotations
 
 import math
+import os
 import random
 import string
 import uuid
@@ -57,7 +58,7 @@ class SimState:
         self.orders: list[SimOrder] = []
         self.upbit_by_uuid: dict[str, SimOrder] = {}
         self.upbit_by_identifier: dict[str, SimOrder] = {}
-        self.upbit_used_identifiers: set[str] = set()
+        self.upbit_used_identifiers: set[str] = self._remembered_identifiers()
         self.binance_by_id: dict[int, SimOrder] = {}
         # open orders only, so per-request work never grows with the order history
         self.upbit_open: dict[str, SimOrder] = {}
@@ -68,6 +69,21 @@ class SimState:
         self.next_funding_sim = math.floor(self.clock.sim() / FUNDING_INTERVAL_S + 1) * FUNDING_INTERVAL_S
         self.funding_events = 0
         self._last_market_version = -1
+
+    def _remembered_identifiers(self) -> set[str]:
+        path = self.config.upbit_identifiers_path
+        if not path or not os.path.exists(path):
+            return set()
+        with open(path, encoding="ascii") as f:
+            return {line.strip() for line in f if line.strip()}
+
+    def use_upbit_identifier(self, identifier: str) -> None:
+        """Mark an Upbit identifier used (forever: in the identifiers file when there is one)."""
+        self.upbit_used_identifiers.add(identifier)
+        path = self.config.upbit_identifiers_path
+        if path:
+            with open(path, "a", encoding="ascii") as f:
+                f.write(identifier + "\n")
 
     def reset(self, *, market: bool = False) -> None:
         """Back to the starting balances: orders, positions, income, faults, limits and

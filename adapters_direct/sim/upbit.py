@@ -346,7 +346,7 @@ class UpbitExchange:
                     raise UpbitError(400, "identifier_already_used",
                                      "The identifier has already been used; identifiers are single-use.")
                 # single-use forever, whether or not this order then gets created
-                s.upbit_used_identifiers.add(identifier)
+                s.use_upbit_identifier(identifier)
         tif = params.get("time_in_force")
         if tif is not None and tif not in ("ioc", "fok", "post_only"):
             raise _invalid("time_in_force")
