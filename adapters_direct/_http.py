@@ -382,16 +382,18 @@ class Transport:
         )
 
     def rate_limited(
-        self, resp: Response, code: int | str | None, message: str, *, client_id: str | None = None
+        self, resp: Response, code: int | str | None, message: str, *, client_id: str | None = None,
+        group: str | None = None,
     ) -> RateLimited:
         """Feed a 429/418 into the limiter and build the error to raise.
 
         A throttling code under another HTTP status (Binance -1003/-1015 with a 400)
-        counts as a 429 for the limiter; the error keeps the real status.
+        counts as a 429 for the limiter; the error keeps the real status. ``group``: the
+        limiter group the exchange scoped the 429 to (a 418 blocks everything).
         """
         retry_after = parse_retry_after(resp.headers)
         banned = resp.status == 418
-        delay = self.limiter.on_rate_limited(418 if banned else 429, retry_after)
+        delay = self.limiter.on_rate_limited(418 if banned else 429, retry_after, None if banned else group)
         return RateLimited(
             message or ("banned" if banned else "too many requests"),
             exchange=self.exchange,

@@ -369,7 +369,12 @@ class BinanceUsdm(PerpAdapter):
     def _error(self, resp: Response, client_id: str | None) -> AdapterError:
         code, msg = _code_msg(resp)
         if resp.status in (429, 418) or code in _THROTTLED:
-            return self._t.rate_limited(resp, code, msg or "Binance rate limit", client_id=client_id)
+            # The order-count limit (-1015) stops new orders only, never the look-ups and
+            # cancels that resolve one. The request-weight limit (-1003, a plain 429) stops
+            # every call: look-ups bear weight, and new orders sent into a 429 are how an
+            # IP earns a ban. A 418 (a ban) stops everything.
+            group = "order" if code == -1015 else None
+            return self._t.rate_limited(resp, code, msg or "Binance rate limit", client_id=client_id, group=group)
         return binance_error(resp, client_id=client_id)
 
     async def _resync_after_skew(self, err: AdapterError) -> None:

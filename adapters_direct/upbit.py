@@ -333,16 +333,18 @@ class UpbitSpot(SpotAdapter):
                 if exc.code == CONNECTION_LOST and attempt + 1 < attempts:
                     continue
                 raise
-            return self._checked(resp, client_id)
+            return self._checked(resp, client_id, group)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _checked(self, resp: Response, client_id: str | None) -> Response:
-        """A 2xx response, or the mapped error raised."""
+    def _checked(self, resp: Response, client_id: str | None, group: str = "order") -> Response:
+        """A 2xx response, or the mapped error raised. Upbit limits each group on its own:
+        a 429 blocks the request's ``group`` only (a quotation 429, perhaps caused by
+        another process on the same IP, never stops order look-ups)."""
         if 200 <= resp.status < 300:
             return resp
         if resp.status in (429, 418):
             name, message = _error_name_message(resp)
-            raise self._t.rate_limited(resp, name, message or "Upbit rate limit", client_id=client_id)
+            raise self._t.rate_limited(resp, name, message or "Upbit rate limit", client_id=client_id, group=group)
         raise upbit_error(resp, client_id=client_id)
 
     def _decode(self, fn: Callable[[bytes], Any], resp: Response, client_id: str | None = None) -> Any:

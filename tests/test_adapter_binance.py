@@ -578,3 +578,21 @@ async def test_timers_keep_warm_resync_and_refresh_until_closed(sim_client, make
     count = len(await log(sim_client))
     await asyncio.sleep(0.15)
     assert len(await log(sim_client)) == count  # close() stopped every timer
+
+
+async def test_an_order_count_429_never_blocks_the_look_up(sim_client, make_binance: MakeBinance) -> None:
+    """-1015 (too many new orders) stops new orders only: the look-up that resolves a hedge
+    and the cancel go on (before: every call was blocked for the Retry-After)."""
+    binance = await make_binance(max_rate_wait_s=0.2)
+    placed = await binance.place_order(market("sell", "0.002", cid("before-1015")))
+    await sim_client.fault(exchange="binance", method="POST", path="/fapi/v1/order", kind="reject", code=-1015,
+                           msg="Too many new orders; current limit is 300 orders per TEN_SECONDS.", status=429,
+                           count=1)
+    with pytest.raises(RateLimited) as ei:
+        await binance.place_order(market("sell", "0.002", cid("refused-1015")))
+    assert ei.value.code == -1015
+    got = await binance.get_order(SYMBOL, placed.client_id, reserved=True)  # at once, not after the block
+    assert got.status == "filled"
+    with pytest.raises(RateLimited) as ei:  # new orders wait out the block
+        await binance.place_order(market("sell", "0.002", cid("still-blocked")))
+    assert ei.value.code == CLIENT_THROTTLE

@@ -413,10 +413,12 @@ async def test_rate_limit_429_blocks_the_adapter(sim_client, make_upbit: MakeUpb
     assert ei.value.status == 429 and not ei.value.banned and ei.value.retry_after >= 3
     assert ei.value.code == "too_many_requests"
     before = len(await log(sim_client))
-    with pytest.raises(RateLimited) as ei:  # the block holds every group locally: nothing sent
-        await place_ioc(upbit, cid("after-429"))
+    with pytest.raises(RateLimited) as ei:  # the block holds the limited group locally: nothing sent
+        await upbit.get_balances()
     assert ei.value.code == CLIENT_THROTTLE and ei.value.status is None
     assert len(await log(sim_client)) == before
+    # Upbit limits each group on its own: the order group was not limited
+    assert (await place_ioc(upbit, cid("after-429"))).client_id == cid("after-429")
 
 
 async def test_rate_limit_429_on_the_order_post_places_nothing(sim_client, make_upbit: MakeUpbit) -> None:
@@ -641,3 +643,19 @@ async def test_timers_keep_warm_and_refresh_until_closed(sim_client, make_upbit:
     count = len(await log(sim_client))
     await asyncio.sleep(0.15)
     assert len(await log(sim_client)) == count
+
+
+async def test_a_quotation_429_never_blocks_order_look_ups(sim_client, make_upbit: MakeUpbit) -> None:
+    """Upbit limits each group on its own: a 429 on the order book (perhaps another
+    process on the same IP) must not stop the order look-up that resolves a hedge."""
+    upbit = await make_upbit(max_rate_wait_s=0.2)
+    placed = await upbit.place_order(OrderRequest(symbol="KRW-BTC", side="buy", type="market", quote_amount=D("10000"),
+                                                  client_id=cid("before-429")))
+    await sim_client.fault(exchange="upbit", method="GET", path="/v1/orderbook", kind="rate_limit_429", seconds=2)
+    with pytest.raises(RateLimited):
+        await upbit.get_order_book("KRW-BTC")
+    got = await upbit.get_order("KRW-BTC", placed.client_id, reserved=True)  # at once, not after 2 s
+    assert got.client_id == placed.client_id
+    with pytest.raises(RateLimited) as ei:  # the order book itself waits out its block
+        await upbit.get_order_book("KRW-BTC")
+    assert ei.value.code == CLIENT_THROTTLE

@@ -302,10 +302,46 @@ def test_snapshot_is_observable_state(limiter_cls, clock):
     json.dumps(snap, allow_nan=False)  # status views serialise it
     assert snap["buckets"]["order"] == {
         "capacity": 8, "period": 1.0, "reserved": 1, "used": 1,
-        "available": 6, "available_reserved": 7,
+        "available": 6, "available_reserved": 7, "blocked_for": 0.0,
     }
+    rl.on_rate_limited(429, retry_after=5, group="orderbook")
+    assert rl.snapshot()["buckets"]["orderbook"]["blocked_for"] == 5.0 and rl.snapshot()["blocked_for"] == 0.0
     rl.on_rate_limited(418, retry_after=30)
     assert rl.snapshot()["blocked_for"] == 30.0
+
+
+def test_an_upbit_429_blocks_its_group_only(limiter_cls, clock):
+    """A quotation 429 (maybe another process on the same IP) must not stop the order
+    look-ups that resolve a hedge: Upbit limits each group on its own."""
+    rl = limiter_cls("upbit", clock=clock)
+    assert rl.on_rate_limited(429, group="orderbook") == 1.0
+    assert rl.acquire("orderbook") == 1.0  # blocked, nothing consumed
+    assert rl.acquire("default", reserved=True) == 0.0  # GET /v1/order goes on
+    assert rl.acquire("order") == 0.0
+    clock.advance(1.0)
+    assert rl.acquire("orderbook") == 0.0
+    # a 418 is a ban of everything
+    rl.on_rate_limited(418, retry_after=10, group="orderbook")
+    assert rl.acquire("default", reserved=True) == 10.0
+
+
+def test_a_binance_order_count_429_stops_new_orders_not_lookups(limiter_cls, clock):
+    rl = limiter_cls("binance", clock=clock)
+    rl.on_rate_limited(429, retry_after=3, group="order")  # -1015: too many new orders
+    assert rl.acquire("order") == 3.0
+    assert rl.acquire("weight:1", reserved=True) == 0.0  # GET /fapi/v1/order, DELETE
+    rl.on_rate_limited(429, retry_after=2, group="default")  # -1003: request weight
+    assert rl.acquire("weight:1", reserved=True) == 2.0
+    assert rl.acquire("order") == 3.0
+    clock.advance(3.0)
+    assert rl.acquire("order") == 0.0 and rl.acquire("weight:5") == 0.0
+
+
+def test_scoped_429s_still_escalate(limiter_cls, clock):
+    rl = limiter_cls("upbit", clock=clock)
+    assert rl.on_rate_limited(429, group="orderbook") == 1.0
+    assert rl.on_rate_limited(429, group="ticker") == 2.0  # a streak, whatever the group
+    assert rl.acquire("ticker") == 2.0 and rl.acquire("orderbook") == 1.0
 
 
 def test_default_clock_is_monotonic(limiter_cls):

@@ -129,13 +129,13 @@ class SimApp:
                 if kind == "ban_418":
                     reply = self._ban(exchange, request, fault)
                 elif kind in _ERROR_KINDS and not fault.executed:
-                    reply = self._fault_reply(exchange, fault, None)
+                    reply = self._fault_reply(exchange, fault, None, self._upbit_group(handler, method, path))
             if reply is None:
                 ctx = Ctx(method, path, raw_query, request.query, body, headers, request.remote or "", fault, log)
                 reply = handler.handle(ctx)
                 if fault is not None:
                     if fault.kind in _ERROR_KINDS:  # executed=true: it happened, the answer is lost
-                        reply = self._fault_reply(exchange, fault, reply)
+                        reply = self._fault_reply(exchange, fault, reply, self._upbit_group(handler, method, path))
                     elif fault.kind == "drop_after":
                         self._drop(request, log)
                     elif fault.kind == "delay" and fault.params.get("phase") == "after":
@@ -197,7 +197,13 @@ class SimApp:
         return Reply(418, dumps(body), headers)
 
     @staticmethod
-    def _fault_reply(exchange: str, fault: Fault, real: Reply | None) -> Reply:
+    def _upbit_group(handler: Any, method: str, path: str) -> str:
+        """The Upbit rate-limit group of a route (``default`` for anything unknown)."""
+        route = getattr(handler, "routes", {}).get((method, path))
+        return route[1] if route is not None else "default"
+
+    @staticmethod
+    def _fault_reply(exchange: str, fault: Fault, real: Reply | None, upbit_group: str = "default") -> Reply:
         p = fault.params
         kind = fault.kind
         up = exchange == "upbit"
@@ -217,7 +223,8 @@ class SimApp:
         if kind == "rate_limit_429":
             headers["Retry-After"] = str(p.get("seconds", 1))
             if up:
-                headers.setdefault("Remaining-Req", "group=default; min=1800; sec=0")
+                # the real Upbit names the group it limited (the request's own)
+                headers.setdefault("Remaining-Req", f"group={upbit_group}; min=1800; sec=0")
                 body = {"error": {"name": "too_many_requests", "message": "Too many API requests."}}
             else:
                 body = {"code": -1003, "msg": "Too many requests; current limit of IP request weight per minute is "

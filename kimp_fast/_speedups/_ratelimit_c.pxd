@@ -15,6 +15,7 @@ cdef class _Bucket:
     cdef readonly long long reserve
     cdef readonly long long used
     cdef readonly object entries
+    cdef public double blocked_until
 
     cpdef expire(self, double now)
     cpdef double wait_for(self, double now, long long cost, bint reserved) except? -1.0
@@ -30,6 +31,7 @@ cdef class RateLimiter:
     cdef dict _buckets
     cdef dict _groups
     cdef double _blocked_until
+    cdef double _last_block_end
     cdef long long _streak_429
     cdef long long _streak_418
 

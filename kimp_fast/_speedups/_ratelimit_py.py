@@ -13,7 +13,10 @@ window whatever its alignment.
 * The last ``reserved_share`` of every bucket is kept for ``reserved=True`` callers
   (hedge repair and unwinds must never starve behind new entries).
 * Server headers only ever *lower* what we think is left (``update_from_headers``).
-* After 429/418 every caller, reserved included, is blocked until the ban ends.
+* After a 418 (a ban) every caller, reserved included, is blocked until it ends. A 429 is
+  scoped like the exchange scopes it (``on_rate_limited(..., group=)``): an Upbit 429
+  blocks its group only (a quotation 429 never stops order look-ups); a Binance order-count
+  limit (-1015) blocks new orders only, a weight 429 the weight-bearing calls only.
 
 The clock is injected (``time.monotonic`` by default), so tests drive it by hand and both
 twins give identical results for identical call sequences.
@@ -74,7 +77,7 @@ _NEVER = float("-inf")
 class _Bucket:
     """At most ``capacity`` cost units in any ``period``-second sliding window."""
 
-    __slots__ = ("capacity", "entries", "name", "period", "reserve", "used")
+    __slots__ = ("blocked_until", "capacity", "entries", "name", "period", "reserve", "used")
 
     def __init__(self, name: str, capacity: int, period: float, reserved_share: float) -> None:
         if type(capacity) is not int or not 0 < capacity <= _MAX_COUNT:
@@ -87,6 +90,7 @@ class _Bucket:
         self.reserve = int(capacity * reserved_share)
         self.used = 0
         self.entries = deque()  # [time, cost] lists, oldest first
+        self.blocked_until = _NEVER  # a 429 scoped to this bucket's group(s)
 
     def expire(self, now: float) -> None:
         entries = self.entries
@@ -202,6 +206,7 @@ class RateLimiter:
                 groups[name] = resolved
         self._groups = groups
         self._blocked_until = _NEVER
+        self._last_block_end = _NEVER  # end of the latest block of any scope (streaks)
         self._streak_429 = 0
         self._streak_418 = 0
 
@@ -249,6 +254,8 @@ class RateLimiter:
         for bucket, cost in costs:
             bucket.expire(now)
             w = bucket.wait_for(now, cost * weight, reserved)
+            if now < bucket.blocked_until and bucket.blocked_until - now > w:
+                w = bucket.blocked_until - now
             if w > wait:
                 wait = w
         if wait > 0.0:
@@ -306,21 +313,27 @@ class RateLimiter:
         bucket.expire(now)
         bucket.raise_used_to(now, bucket.capacity - sec)
 
-    def on_rate_limited(self, status: int, retry_after: float | None = None) -> float:
-        """Block every caller after a 429 or 418; return the block length in seconds.
+    def on_rate_limited(self, status: int, retry_after: float | None = None, group: str | None = None) -> float:
+        """Block callers after a 429 or 418; return the block length in seconds.
 
         ``retry_after`` (``Retry-After`` or the ban time in the body) is honoured when given
         (capped at 3 days, Binance's longest ban).
         Without it: 429 → 1 s, 418 → 120 s, each doubling while such responses keep
         coming (429 up to 60 s, 418 up to 3 days).
 
+        A 418 blocks every caller. A 429 with ``group`` blocks the buckets of that group
+        only (Upbit: the request's group; Binance: ``order`` for the order-count limit,
+        ``default`` for the request weight); without ``group``, every caller.
+
         Raises
         ------
         ValueError
-            ``status`` is neither 429 nor 418, or ``retry_after`` is negative.
+            ``status`` is neither 429 nor 418, ``retry_after`` is negative, or ``group``
+            is unknown.
         """
         now = self._clock()
-        recent = now < self._blocked_until + _STREAK_RESET
+        scoped = self._costs(group) if status == 429 and group is not None else None
+        recent = now < self._last_block_end + _STREAK_RESET
         if status == 429:
             self._streak_429 = min(self._streak_429 + 1, 32) if recent else 1
             default = min(_BASE_429 * 2.0 ** (self._streak_429 - 1), _MAX_429)
@@ -336,7 +349,13 @@ class RateLimiter:
             if not block >= 0.0:
                 raise ValueError(f"retry_after must be >= 0, got {retry_after!r}")
             block = min(block, _MAX_418)  # a garbage header must not block forever
-        if now + block > self._blocked_until:
+        if now + block > self._last_block_end:
+            self._last_block_end = now + block
+        if scoped is not None:
+            for bucket, _cost in scoped:
+                if now + block > bucket.blocked_until:
+                    bucket.blocked_until = now + block
+        elif now + block > self._blocked_until:
             self._blocked_until = now + block
         return block
 
@@ -368,6 +387,7 @@ class RateLimiter:
                 "used": b.used,
                 "available": max(b.capacity - b.reserve - b.used, 0),
                 "available_reserved": max(b.capacity - b.used, 0),
+                "blocked_for": max(b.blocked_until - now, 0.0),
             }
         return {
             "exchange": self._exchange,
