@@ -36,7 +36,7 @@ from adapters_direct.factory import ExchangeFactory
 
 from .breaker import BreakerState, CircuitBreaker
 from .config import EngineConfig
-from .executor import PairExecutor, Unresolved, _err_text
+from .executor import PairExecutor, Unresolved, _err_text, _round_down
 from .journal import Journal, OrderRow
 from .legs import LegBook
 from .market import Capital, MarketData
@@ -117,7 +117,7 @@ class KimpEngine:
         # coin -> signals finished: the risk check compares the exchanges with the journal
         # only across a window in which no signal of the coin moved either
         self._settled: dict[str, int] = {}
-        self._mismatches: set[str] = set()  # exchange/journal differences already alerted
+        self._mismatches: dict[str, set[str]] = {}  # coin -> exchange/journal differences alerted
         self._open = False
         self._positions: dict[str, HedgedPosition] | None = None
         self._inflight: dict[str, Signal] = {}  # signals being processed, by id
@@ -1024,7 +1024,7 @@ class KimpEngine:
         coin = sig.coin
         spot = self.spot_symbol(coin)
         rules = self.upbit.rules(spot)
-        qty = (pos.naked_spot / rules.qty_step).to_integral_value(rounding=ROUND_DOWN) * rules.qty_step
+        qty = _round_down(pos.naked_spot, rules.qty_step)
         try:
             book, fx = await asyncio.gather(self.market.book("upbit", spot, max_age=0.0), self.market.fx(max_age=0.0))
         except AdapterError as exc:
@@ -1258,30 +1258,10 @@ class KimpEngine:
 
     async def _check_positions(self) -> list[str]:
         problems = []
-        positions = self.positions()
         balances = await self.upbit.get_balances()
         for coin in self.config.execution.coins:
-            perp = self.perp_symbol(coin)
-            step = self.binance.rules(perp).qty_step
-            pos = positions.get(coin)
-            expected_spot, expected_short = _held(pos) if pos else (ZERO, ZERO)
-            bpos = await self.binance.get_position(perp)
-            actual_short = -bpos.qty
-            if pos is not None and actual_short <= expected_short - step:
-                # liquidated (or closed by hand) while the engine was down: the spot is
-                # naked, entries halt, an EXIT may sell it — not a halt of everything
-                pos = self._short_lost(coin, pos, actual_short)
-                expected_spot, expected_short = _held(pos)
-            if abs(actual_short - expected_short) >= step:
-                problems.append(
-                    f"{perp} short is {actual_short} at Binance, journal expects {expected_short}"
-                )
-            bal = balances.get(coin)
-            have = bal.total if bal is not None else ZERO
-            # The wallet may hold more of the coin than the engine bought (the user's own);
-            # holding less than the journal's position means something sold it.
-            if have < expected_spot - step:
-                problems.append(f"Upbit {coin} balance {have} is below the journal's {expected_spot}")
+            bpos = await self.binance.get_position(self.perp_symbol(coin))
+            problems += self._holdings_problems(coin, bpos, balances.get(coin))
         return problems
 
     # -- background monitors ------------------------------------------------------------
@@ -1318,9 +1298,8 @@ class KimpEngine:
             balances = await self.upbit.get_balances()
             if self._moving(coin) or self._settled.get(coin, 0) != seen:
                 continue  # a signal ran meanwhile: compare again next time
-            pos = self.positions().get(coin)
-            self._compare_holdings(coin, pos, p, balances.get(coin))
-            if pos is None or p.qty == 0:
+            self._compare_holdings(coin, p, balances.get(coin))
+            if coin not in self.positions() or p.qty == 0:
                 continue
             ratio = p.maint_margin / p.margin_balance if p.margin_balance > 0 else ZERO
             dist = (p.liquidation_price - p.mark_price) / p.mark_price if p.liquidation_price > 0 and p.mark_price > 0 else None
@@ -1352,33 +1331,37 @@ class KimpEngine:
         lock = self._locks.get(coin)
         return lock is not None and lock.locked()
 
-    def _compare_holdings(self, coin: str, pos: HedgedPosition | None, bpos: Any, bal: Any) -> list[str]:
-        """Exchanges against journal for one coin; returns the problems found (each is
-        alerted once, with new entries halted). A short smaller than the journal's is
-        handled by :meth:`_short_lost`."""
+    def _holdings_problems(self, coin: str, bpos: Any, bal: Any) -> list[str]:
+        """What the exchanges hold of ``coin`` against the journal's position. A short
+        smaller than the journal's is not a problem to report but a fact to record
+        (:meth:`_short_lost`: the spot becomes naked, entries halt, an EXIT may sell it);
+        what is left is compared after that."""
         perp = self.perp_symbol(coin)
         step = self.binance.rules(perp).qty_step
-        expected_spot, expected_short = _held(pos) if pos else (ZERO, ZERO)
+        pos = self.positions().get(coin)
         actual_short = -bpos.qty
+        if pos is not None and actual_short <= _held(pos)[1] - step:
+            pos = self._short_lost(coin, pos, actual_short)
+        expected_spot, expected_short = _held(pos) if pos else (ZERO, ZERO)
         problems = []
-        if pos is not None and actual_short <= expected_short - step:
-            self._short_lost(coin, pos, actual_short)
-            pos = self.positions().get(coin)
-            expected_spot, expected_short = _held(pos) if pos else (ZERO, ZERO)
         if abs(actual_short - expected_short) >= step:
-            problems.append(f"{perp} position is {bpos.qty} at Binance, the journal expects {-expected_short}")
-        have = (bal.total if bal is not None else ZERO)
+            problems.append(f"{perp} short is {actual_short} at Binance, journal expects {expected_short}")
+        have = bal.total if bal is not None else ZERO
         # The wallet may hold more of the coin than the engine bought (the user's own);
         # holding less than the journal's position means something sold it.
         if have < expected_spot - step:
             problems.append(f"Upbit {coin} balance {have} is below the journal's {expected_spot}")
-        for msg in problems:
-            if msg not in self._mismatches:
-                self._mismatches.add(msg)
-                self.halt(f"exchange and journal disagree: {msg}", source="risk", entries_only=True)
-        if not problems:
-            self._mismatches = {m for m in self._mismatches if not m.startswith((perp, f"Upbit {coin} "))}
         return problems
+
+    def _compare_holdings(self, coin: str, bpos: Any, bal: Any) -> None:
+        """The risk check's comparison: each new difference halts new entries (CRITICAL),
+        once; a difference that stays is not alerted again."""
+        problems = self._holdings_problems(coin, bpos, bal)
+        seen = self._mismatches.get(coin, set())
+        for msg in problems:
+            if msg not in seen:
+                self.halt(f"exchange and journal disagree: {msg}", source="risk", entries_only=True)
+        self._mismatches[coin] = set(problems)
 
     def _short_lost(self, coin: str, pos: HedgedPosition, short_now: Decimal) -> HedgedPosition:
         """The exchange holds less of the short than the journal: the spot it hedged is
@@ -1511,10 +1494,6 @@ def _coerce_signal(raw: Signal | Mapping[str, Any] | str | bytes) -> Signal:
                 raise TypeError(f"{key}: floats are refused (binary rounding); pass a Decimal or a string")
         return msgspec.convert(dict(raw), Signal, strict=False)
     raise TypeError(f"expected a Signal, a mapping or JSON, got {type(raw).__name__}")
-
-
-def _round_down(value: Decimal, step: Decimal) -> Decimal:
-    return (value / step).to_integral_value(rounding=ROUND_DOWN) * step if step > 0 else value
 
 
 def _held(pos: HedgedPosition) -> tuple[Decimal, Decimal]:

@@ -18,28 +18,14 @@ import pytest
 
 from kimp_fast.journal import Journal, JournalError
 from tests.fixtures.fs import fill
+from tests.test_journal import _KILLED_ENGINE
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Three redo lines: (1) the signal, its plan and the order intent, (2) the fill, (3) a
 # recovery step. Then the process dies before any SQLite commit.
-_THREE_LINES = r"""
-import os, signal, sys
-from decimal import Decimal as D
-sys.path.insert(0, {root!r})
-from kimp_fast.journal import Journal
-from kimp_fast.models import Signal
-j = Journal({path!r}, write_behind=True)
-j.flush()
-s = Signal(id="k1", action="ENTER", coin="BTC", qty=D("0.01"), ts_ms=1_700_000_000_000)
-j.order_intents([dict(client_id="k1-U", signal_id="k1", exchange="upbit", symbol="KRW-BTC", purpose="entry",
-                      attempt=1, side="buy", type="limit", tif="ioc", qty=D("0.01"), price=D("140000000"))],
-                signal=s, plan={{"coin": "BTC", "action": "ENTER"}})
-j.update_order("k1-U", "filled", filled_qty=D("0.01"), avg_price=D("140000000"), quote_filled=D("1400000"),
-               fee=D("700"), fee_asset="KRW")
-j.recovery_step("k1", "BTC", "result", exposure="0")
-os.kill(os.getpid(), signal.SIGKILL)
-"""
+_THREE_LINES = _KILLED_ENGINE.replace(
+    "os.kill(", 'j.recovery_step("k1", "BTC", "result", exposure="0")\nos.kill(')
 
 
 def _killed_writer(path) -> bytes:

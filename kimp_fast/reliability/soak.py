@@ -207,7 +207,7 @@ class _Run:
             await self.checker.check(f"seed {self.o.seed} step {step.index} after operator")
 
     # -- scenarios of their own -----------------------------------------------------------
-    async def _exit_spec(self, index: int, kind: str) -> tuple[Step, SignalSpec]:
+    def _exit_spec(self, index: int, kind: str) -> tuple[Step, SignalSpec]:
         self.scenario_n += 1
         spec = SignalSpec("exit", {"id": f"s{self.o.seed}-{kind}-{self.scenario_n}", "action": "EXIT",
                                    "coin": "BTC", "ts_ms": None, "ttl_ms": 30_000})
@@ -238,7 +238,7 @@ class _Run:
     async def move_step(self, index: int, rng: Any) -> None:
         """An EXIT while one leg sits in its venue's gateway (300–600 ms) and the market
         moves: the premium falls (Upbit held up) or BTC moves 0.5–1.5 % (Binance held up)."""
-        step, spec = await self._exit_spec(index, "market_move")
+        step, spec = self._exit_spec(index, "market_move")
         c = self.control
         jpos = self.checker.view.positions().get("BTC") or {}
         if jpos.get("entry_kimp") is not None:  # an EXIT worth sending: the move then tests its bounds
@@ -263,7 +263,7 @@ class _Run:
         """The short is liquidated: the risk check must notice it (entries halted, the
         spot recorded as naked) and the next EXIT sell only that spot, never buy back a
         short that is gone. The margin is thinned for it and given back after."""
-        step, spec = await self._exit_spec(index, "liquidation")
+        step, spec = self._exit_spec(index, "liquidation")
         c = self.control
         led = await c.ledger(since=self.checker.ledger_seen)
         pos = (led["positions"].get("binance") or {}).get("BTCUSDT") or {}
@@ -295,7 +295,7 @@ class _Run:
             for _ in range(2):  # refused for a passing reason (a slow book read): the next EXIT
                 if rep is None or rep.status != "refused":
                     break
-                step, spec = await self._exit_spec(index, "liquidation")
+                step, spec = self._exit_spec(index, "liquidation")
                 rep = await self.submit(step, spec)
             after = await c.ledger(since=self.checker.ledger_seen)
             new_binance = [o for o in after["orders"][before:] if o["exchange"] == "binance"
